@@ -1,0 +1,137 @@
+"""MLflow experiment tracking and model registry, configured from `mlsys.config`.
+
+With the default settings the store is `sqlite:///<repo>/mlflow.db` with artifacts in
+`<repo>/mlruns`; with `MLFLOW_TRACKING_URI=http://127.0.0.1:5000` (the `docker/` stack) it is a
+tracking server on Postgres. `setup_mlflow()` checks a server is reachable before any run starts,
+so a missing server is one clear message instead of a retry storm.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import mlflow
+import pandas as pd
+import skops.io
+from mlflow import MlflowClient
+from mlflow.entities import Run
+from mlflow.models.model import ModelInfo
+
+from mlsys.config import Settings, get_settings
+from mlsys.logger import logger
+
+
+class TrackingServerUnavailable(RuntimeError):
+    """The configured MLflow tracking server does not answer."""
+
+
+def check_server(uri: str, timeout: float = 3.0) -> None:
+    """Raise `TrackingServerUnavailable`, saying what to start, if an http(s) tracking URI is down."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
+            if response.status == 200:
+                return
+            problem = f"answered HTTP {response.status}"
+    except (urllib.error.URLError, OSError) as exc:
+        problem = f"is not reachable ({getattr(exc, 'reason', exc)})"
+    raise TrackingServerUnavailable(
+        f"MLflow tracking server {uri} {problem}. Start it with `make up` "
+        "(docker compose -f docker/compose.yml up -d), or remove MLFLOW_TRACKING_URI from .env "
+        "to use the embedded SQLite store."
+    )
+
+
+def setup_mlflow(settings: Settings | None = None, experiment: str | None = None) -> str:
+    """Point MLflow at the configured store and select (or create) the experiment; returns its id.
+
+    On a local store the experiment's artifact location is set to an absolute `file://` URI so
+    runs from a notebook, a test or the CLI all share one `mlruns/`.
+    """
+    settings = settings or get_settings()
+    check_server(settings.mlflow_tracking_uri)
+    # MLflow logs a line per schema migration on a new SQLite store; keep those in the log file.
+    for name in ("mlflow.store", "alembic", "mlflow.utils"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    name = experiment or settings.mlflow_experiment
+    client = MlflowClient()
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        artifact_location = f"{settings.mlflow_artifact_root.rstrip('/')}/{name}" if settings.tracking_is_local else None
+        experiment_id = client.create_experiment(name, artifact_location=artifact_location)
+        logger.info("created MLflow experiment {!r}", name)
+    else:
+        experiment_id = found.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def hardware_tags() -> dict[str, str]:
+    """What the book says to track about where a model was trained."""
+    import os
+
+    return {
+        "hardware.machine": platform.machine(),
+        "hardware.processor": platform.processor() or "unknown",
+        "hardware.cpus": str(os.cpu_count()),
+        "python": platform.python_version(),
+    }
+
+
+@contextmanager
+def run(name: str, settings: Settings | None = None, nested: bool = False, **tags: str) -> Iterator[Run]:
+    """Start an MLflow run (nested under the active one if `nested`) tagged with hardware info."""
+    if not nested:
+        setup_mlflow(settings)
+    with mlflow.start_run(run_name=name, nested=nested, tags={**hardware_tags(), **tags}) as active:
+        yield active
+
+
+def log_sklearn_model(model: Any, input_example: pd.DataFrame, name: str = "model") -> ModelInfo:
+    """Log a fitted scikit-learn estimator with skops, trusting exactly the types it contains.
+
+    skops (MLflow's default format) refuses unknown types such as LightGBM's booster unless they
+    are listed; listing the model's own types keeps loading safe without falling back to pickle.
+    """
+    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    return mlflow.sklearn.log_model(
+        model, name=name, input_example=input_example, skops_trusted_types=trusted, pyfunc_predict_fn="predict_proba"
+    )
+
+
+def register(model_uri: str, settings: Settings | None = None, alias: str | None = None) -> str:
+    """Register `model_uri` under the course's model name; optionally point `alias` at it. Returns the version."""
+    settings = settings or get_settings()
+    version = mlflow.register_model(model_uri, settings.registered_model_name).version
+    if alias:
+        MlflowClient().set_registered_model_alias(settings.registered_model_name, alias, version)
+        logger.info("{} version {} is now @{}", settings.registered_model_name, version, alias)
+    return str(version)
+
+
+def champion_uri(settings: Settings | None = None) -> str:
+    """`models:/<name>@<alias>`: the model the prediction service loads."""
+    settings = settings or get_settings()
+    return f"models:/{settings.registered_model_name}@{settings.champion_alias}"
+
+
+def load_champion(settings: Settings | None = None) -> Any:
+    """The scikit-learn model behind the champion alias."""
+    setup_mlflow(settings)
+    return mlflow.sklearn.load_model(champion_uri(settings))
+
+
+def runs_table(experiment: str | None = None, settings: Settings | None = None, max_results: int = 100) -> pd.DataFrame:
+    """Runs of an experiment as a DataFrame (newest first), for notebooks to show what was tracked."""
+    settings = settings or get_settings()
+    setup_mlflow(settings, experiment)
+    return mlflow.search_runs(experiment_names=[experiment or settings.mlflow_experiment], max_results=max_results)
