@@ -1,0 +1,55 @@
+# One command each: `make run` executes the course, `make test` checks it. Both set up the
+# environment first (uv, from uv.lock), so they work on a fresh clone.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+UV_VERSION := 0.13.9
+MODE ?= fast
+PYTEST_ARGS ?=
+NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: help install run test test-code notebooks lab up down clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	@touch $@
+
+install: $(VENV)/.installed  ## create .venv from uv.lock (the package is installed editable)
+
+run: install  ## execute every notebook with papermill (MODE=fast|full) and print a table
+	$(VENV)/bin/python -m mlsys.course run --mode $(MODE)
+
+test: install  ## unit, data and model tests, then nbval on the committed notebooks
+	$(VENV)/bin/pytest tests 02-notebooks $(NBVAL) $(PYTEST_ARGS)
+
+test-code: install  ## the tests without the notebooks (quick)
+	$(VENV)/bin/pytest tests $(PYTEST_ARGS)
+
+notebooks: install  ## maintainers: re-execute notebooks in place on fresh stores (committed outputs)
+	$(VENV)/bin/python -m mlsys.course refresh
+
+lab: install  ## open JupyterLab on the lessons
+	$(VENV)/bin/jupyter lab --notebook-dir=. --ServerApp.ip=127.0.0.1
+
+up:  ## optional: Postgres + MLflow server with docker compose (needs Docker and a .env)
+	docker compose -f docker/compose.yml --env-file .env up -d --build
+
+down:  ## stop the docker stack
+	docker compose -f docker/compose.yml --env-file .env down
+
+clean:  ## remove caches, executed copies and local stores (keeps .venv)
+	rm -rf build logs mlruns mlflow.db 03-data/processed 03-data/warehouse.db .pytest_cache

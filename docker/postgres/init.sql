@@ -1,0 +1,2 @@
+-- Runs once, when the Postgres volume is first created: MLflow gets its own database.
+CREATE DATABASE mlflow;
