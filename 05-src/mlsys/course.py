@@ -4,9 +4,10 @@
     python -m mlsys.course run --mode full      # every row
     python -m mlsys.course refresh              # re-execute in place on fresh stores (maintainers)
 
-`refresh` is how committed outputs are produced: each notebook runs in order against a new,
-empty MLflow store and warehouse in a temporary directory, exactly as nbval re-runs them in
-`make test`, so the committed outputs and the re-executed ones can be compared.
+`refresh` is how committed outputs are produced: each notebook runs against its own new, empty
+MLflow store and warehouse in a temporary directory, exactly as nbval re-runs it in `make test`
+(see the root `conftest.py`), so the committed outputs and the re-executed ones can be compared.
+A lesson therefore never depends on runs or models left by another lesson.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def execute(notebook: Path, output: Path, parameters: dict[str, object], env: di
 def run_course(mode: str = "fast", in_place: bool = False, only: list[str] | None = None, output_dir: Path | None = None) -> pd.DataFrame:
     """Execute the notebooks in order; returns a table of notebook, status and seconds.
 
-    Stops at the first failure (later lessons build on earlier ones) and reports the rest as not run.
+    A failing notebook does not stop the others (lessons are independent); its status says why.
     """
     if mode not in {"fast", "full"}:
         raise ValueError("mode must be 'fast' or 'full'")
@@ -99,23 +100,19 @@ def run_course(mode: str = "fast", in_place: bool = False, only: list[str] | Non
     output_dir = output_dir or repo_root() / "build" / "notebooks"
     output_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, object]] = []
-    failed = False
-    with tempfile.TemporaryDirectory(prefix="mlsys-course-") as tmp:
-        env = headless_env() | (isolated_env(Path(tmp)) if in_place else {})
-        for nb in notebooks(only):
-            if failed:
-                rows.append({"notebook": nb.name, "status": "not run", "seconds": float("nan")})
-                continue
-            target = nb if in_place else output_dir / nb.name
+    for nb in notebooks(only):
+        target = nb if in_place else output_dir / nb.name
+        with tempfile.TemporaryDirectory(prefix="mlsys-course-") as tmp:
+            env = headless_env() | (isolated_env(Path(tmp)) if in_place else {})
             try:
                 seconds = execute(nb, target, parameters, env)
                 status = "ok"
             except Exception as exc:  # papermill raises PapermillExecutionError with the cell's traceback
-                seconds, status, failed = float("nan"), f"FAILED: {type(exc).__name__}", True
+                seconds, status = float("nan"), f"FAILED: {type(exc).__name__}"
                 print(exc, file=sys.stderr)
-            if in_place and status == "ok":
-                clean_metadata(target)
-            rows.append({"notebook": nb.name, "status": status, "seconds": round(seconds, 1)})
+        if in_place and status == "ok":
+            clean_metadata(target)
+        rows.append({"notebook": nb.name, "status": status, "seconds": round(seconds, 1)})
     return pd.DataFrame(rows)
 
 
