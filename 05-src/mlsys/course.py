@@ -113,6 +113,7 @@ def run_course(mode: str = "fast", in_place: bool = False, only: list[str] | Non
         if in_place and status == "ok":
             clean_metadata(target)
         rows.append({"notebook": nb.name, "status": status, "seconds": round(seconds, 1)})
+        print(f"{nb.name:<32} {status:<10} {seconds:7.1f} s", flush=True)
     return pd.DataFrame(rows)
 
 

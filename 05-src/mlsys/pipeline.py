@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction import FeatureHasher
 from sklearn.impute import SimpleImputer
@@ -116,7 +116,10 @@ def linear_preprocessor(numeric: Sequence[str] = NUMERIC, categorical: Sequence[
                 "hour_bins",
                 make_pipeline(
                     SimpleImputer(strategy="median"),
-                    KBinsDiscretizer(n_bins=8, encode="onehot", strategy="quantile", quantile_method="averaged_inverted_cdf"),
+                    # subsample=None: the edges are the quantiles of every training row, not of a sample
+                    KBinsDiscretizer(
+                        n_bins=8, encode="onehot", strategy="quantile", quantile_method="averaged_inverted_cdf", subsample=None
+                    ),
                 ),
                 ["sched_minute_of_day"],
             ),
@@ -182,3 +185,66 @@ def make_model(
     if kind == "lightgbm":
         return Pipeline([("prep", tree_preprocessor(numeric, categorical)), ("model", lightgbm_classifier(seed, **params))])
     raise ValueError(f"unknown model kind {kind!r}: use 'logreg' or 'lightgbm'")
+
+
+def fit_early_stopping(
+    model: Pipeline, X: pd.DataFrame, y: pd.Series, X_valid: pd.DataFrame, y_valid: pd.Series, rounds: int = 50
+) -> Pipeline:
+    """Fit a `make_model("lightgbm")` pipeline, stopping when the validation log loss stops improving.
+
+    The preprocessor is fitted on `X` only; the validation rows are transformed with it (never fitted
+    on), then LightGBM watches them to pick its number of trees.
+    """
+    prep = clone(model.named_steps["prep"]).fit(X, y)
+    estimator = model.named_steps["model"]
+    estimator.fit(
+        prep.transform(X), y, eval_X=prep.transform(X_valid), eval_y=y_valid, callbacks=[lgb.early_stopping(rounds, verbose=False)]
+    )
+    model.steps[0] = ("prep", prep)
+    return model
+
+
+def block_widths(prep: ColumnTransformer) -> pd.Series:
+    """Output columns of a fitted `ColumnTransformer`, counted by block (e.g. `num`, `hashed`)."""
+    names = pd.Series(prep.get_feature_names_out())
+    blocks = names.str.split("__", n=1).str[0]
+    widths = blocks.value_counts(sort=False).reindex([name for name, _, _ in prep.transformers_ if name in set(blocks)])
+    return widths.rename("output columns")
+
+
+def transformed_frame(prep: ColumnTransformer, X: pd.DataFrame) -> pd.DataFrame:
+    """What a fitted preprocessor hands the model, as a labelled dense frame (for a few rows)."""
+    out = prep.transform(X)
+    if hasattr(out, "toarray"):
+        out = out.toarray()
+    return pd.DataFrame(out, columns=prep.get_feature_names_out(), index=X.index)
+
+
+def hash_buckets(tokens: Sequence[str], n_features: int = HASH_FEATURES) -> np.ndarray:
+    """The column `HashingEncoder` puts each `column=value` token in."""
+    hashed = FeatureHasher(n_features=n_features, input_type="string", alternate_sign=False).transform([[t] for t in tokens])
+    return hashed.indices
+
+
+def hash_collisions(frame: pd.DataFrame, columns: Sequence[str] = HASHED, sizes: Sequence[int] = (2**10,)) -> pd.DataFrame:
+    """How many distinct `column=value` tokens share a hashed column with another token, per table size.
+
+    All `columns` hash into the same table, as in `HashingEncoder`. `expected` is the share a
+    perfectly random hash gives: 1 - (1 - 1/m)^(n - 1) for n tokens in m columns.
+    """
+    tokens = sorted({f"{c}={v}" for c in columns for v in frame[c].dropna().unique()})
+    rows = []
+    for m in sizes:
+        buckets = hash_buckets(tokens, m)
+        per_bucket = np.bincount(buckets, minlength=m)
+        shared = per_bucket[buckets] > 1
+        rows.append(
+            {
+                "columns": m,
+                "tokens": len(tokens),
+                "columns used": int((per_bucket > 0).sum()),
+                "tokens sharing a column": round(float(shared.mean()), 4),
+                "expected": round(1 - (1 - 1 / m) ** (len(tokens) - 1), 4),
+            }
+        )
+    return pd.DataFrame(rows).set_index("columns")
