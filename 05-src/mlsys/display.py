@@ -17,17 +17,21 @@ T = TypeVar("T")
 
 
 def duration(seconds: float) -> str:
-    """`0.0042` -> `4.20 ms`; `12.3` -> `12.30 s`."""
+    """`0.0042` -> `   4.20 ms`; `12.3` -> `   12.30 s`.
+
+    Always 10 characters wide, so a table column of durations keeps its width from run to run
+    (nbval compares the plain-text table, padding included).
+    """
     if seconds < 1e-3:
-        return f"{seconds * 1e6:.2f} µs"
+        return f"{seconds * 1e6:7.2f} µs"
     if seconds < 1:
-        return f"{seconds * 1e3:.2f} ms"
-    return f"{seconds:.2f} s"
+        return f"{seconds * 1e3:7.2f} ms"
+    return f"{seconds:8.2f} s"
 
 
 def ratio(value: float) -> str:
-    """`3.14159` -> `3.1×` (a speed or size ratio measured in this run)."""
-    return f"{value:.1f}×"
+    """`3.14159` -> `  3.1×` (a speed or size ratio measured in this run), always 6 characters wide."""
+    return f"{value:5.1f}×"
 
 
 def progress(iterable: Iterable[T], total: int | None = None, desc: str = "") -> Iterable[T]:
