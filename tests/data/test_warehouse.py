@@ -1,0 +1,201 @@
+"""The warehouse ETL: idempotent loads, counts that match validation, quarantine, joins, errors.
+
+Loads only January's flights and weather (`MONTHS`) to stay fast; the reference tables are
+loaded whole. The PostgreSQL test uses its own schema, created and dropped around it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from mlsys import data, warehouse
+from mlsys.config import get_settings, override
+
+MONTHS = [1]
+PG_URL = os.environ.get("DATABASE_URL_TEST", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def expected_counts() -> dict[str, int]:
+    """Rows validation accepted per table (January only for flights and weather), plus quarantined rows."""
+    counts = {}
+    for name in data.TABLES:
+        table = data.load_table(name)
+        if name in ("flights", "weather"):
+            table = table[table["month"].isin(MONTHS)]
+        counts[name] = len(table)
+    counts["quarantine"] = sum(len(data.load_quarantine(name)) for name in data.TABLES)
+    return counts
+
+
+def checksums(eng: sa.Engine) -> dict[str, str]:
+    return {name: warehouse.checksum(eng, name) for name in warehouse.LOADED}
+
+
+def check_idempotent_load(eng: sa.Engine) -> None:
+    """Shared by the SQLite and PostgreSQL tests."""
+    first = warehouse.load_warehouse(eng, months=MONTHS)
+    sums = checksums(eng)
+    second = warehouse.load_warehouse(eng, months=MONTHS)
+    pd.testing.assert_series_equal(first["warehouse rows"], second["warehouse rows"])
+    assert checksums(eng) == sums
+
+    expected = expected_counts()
+    assert second["warehouse rows"].to_dict() == expected
+    assert (second["source rows"] == second["warehouse rows"]).all()
+    assert warehouse.row_counts(eng).to_dict() == expected
+    assert expected["quarantine"] > 0, "the raw data has a known bad weather row; it must reach the quarantine"
+
+    # the join keeps one row per flight: weather has one row per (origin, hour), planes per tailnum
+    cube = warehouse.late_rate_cube(eng)
+    assert cube["flights"].sum() == expected["flights"]
+    flights = warehouse.read_table(eng, "flights")
+    late = flights["dep_time"].isna() | flights["arr_delay"].isna() | (flights["arr_delay"] >= data.LATE_MINUTES)
+    assert cube["late"].sum() == late.sum()
+    for dimension in warehouse.DIMENSIONS:
+        rates = warehouse.late_rates(cube, dimension)
+        assert rates["flights"].sum() == expected["flights"]
+        assert rates["late_rate"].between(0, 1).all()
+
+
+@pytest.fixture()
+def sqlite_engine(tmp_path):
+    settings = override(get_settings(), database_url=f"sqlite:///{tmp_path / 'warehouse.db'}")
+    eng = warehouse.engine(settings)
+    yield eng
+    eng.dispose()
+
+
+def test_sqlite_load_is_idempotent_and_complete(sqlite_engine):
+    check_idempotent_load(sqlite_engine)
+
+
+def test_reload_repairs_tampering_and_keeps_predictions(sqlite_engine):
+    eng = sqlite_engine
+    warehouse.load_warehouse(eng, months=MONTHS)
+    sums = checksums(eng)
+    with eng.begin() as conn:
+        conn.execute(sa.delete(warehouse.flights).where(warehouse.flights.c.flight_id < 100))
+        conn.execute(sa.update(warehouse.weather).values(precip=9.0))
+        conn.execute(
+            sa.insert(warehouse.predictions).values(
+                flight_id=1,
+                model_name="m",
+                model_version="1",
+                probability=0.3,
+                decision_time=pd.Timestamp("2013-01-01 08:15").to_pydatetime(),
+                requested_at=pd.Timestamp("2013-01-01 08:15").to_pydatetime(),
+            )
+        )
+    assert checksums(eng) != sums
+    warehouse.load_warehouse(eng, months=MONTHS)
+    assert checksums(eng) == sums
+    with eng.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(warehouse.predictions)).scalar_one() == 1
+
+
+def test_flights_keys_and_quarantine_content(sqlite_engine):
+    eng = sqlite_engine
+    warehouse.load_warehouse(eng, months=MONTHS)
+    flights = warehouse.read_table(eng, "flights")
+    accepted = data.load_table("flights")
+    accepted = accepted[accepted["month"].isin(MONTHS)]
+    # no flight is quarantined, so flight_id is the position in the validated table (as in features)
+    assert flights["flight_id"].tolist() == accepted.index.tolist()
+    assert flights["time_hour"].min() == accepted["time_hour"].min().tz_localize(None)
+    assert not flights.duplicated(["time_hour", "carrier", "flight"]).any()
+
+    stored = warehouse.read_table(eng, "quarantine")
+    bad = data.load_quarantine("weather")
+    weather_rows = stored[stored["table_name"] == "weather"].reset_index(drop=True)
+    assert weather_rows["line"].tolist() == pd.to_numeric(bad["line"]).tolist()
+    raw = json.loads(weather_rows.loc[0, "raw"])
+    assert raw["wind_speed"] == bad.loc[0, "wind_speed"]
+    assert weather_rows.loc[0, "reason"] == bad.loc[0, "reason"]
+
+
+def test_natural_key_is_enforced(sqlite_engine):
+    eng = sqlite_engine
+    warehouse.load_warehouse(eng, months=MONTHS)
+    row = warehouse.read_table(eng, "flights").iloc[0].to_dict()
+    row["flight_id"] = 10_000_000
+    row = {k: (None if pd.isna(v) else (v.to_pydatetime() if isinstance(v, pd.Timestamp) else v)) for k, v in row.items()}
+    with pytest.raises(sa.exc.IntegrityError), eng.begin() as conn:
+        conn.execute(sa.insert(warehouse.flights).values(**row))
+
+
+def test_flight_ids_skip_quarantined_lines():
+    quarantined = pd.DataFrame({"line": ["3", "5"]})  # data rows 1 and 3 (0-based)
+    assert warehouse.flight_ids(4, quarantined).tolist() == [0, 2, 4, 5]
+    assert warehouse.flight_ids(3, quarantined.iloc[:0]).tolist() == [0, 1, 2]
+
+
+def test_late_rates_roll_up_the_cube():
+    cube = pd.DataFrame(
+        {"weather": ["dry", "dry", "wet"], "plane_age": ["old", "new", "old"], "dest_tz": ["a", "a", "b"], "flights": [10, 30, 10], "late": [1, 3, 5]}
+    )
+    by_weather = warehouse.late_rates(cube, "weather")
+    assert by_weather.index.tolist() == ["wet", "dry"]  # highest late rate first
+    assert by_weather.loc["dry", "flights"] == 40 and by_weather.loc["dry", "late_rate"] == 0.1
+    with pytest.raises(KeyError, match="dimension"):
+        warehouse.late_rates(cube, "carrier")
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_postgres_says_what_to_start():
+    settings = override(get_settings(), database_url=f"postgresql+psycopg://postgres:secret@127.0.0.1:{_closed_port()}/test")
+    with pytest.raises(warehouse.WarehouseUnavailable) as err:
+        warehouse.engine(settings)
+    message = str(err.value)
+    assert "start PostgreSQL" in message
+    assert "make up" in message and "docker compose -f docker/compose.yml up -d postgres" in message
+    assert "remove DATABASE_URL" in message
+    assert "secret" not in message  # the password is masked
+
+
+@contextmanager
+def isolated_schema() -> Iterator[sa.Engine]:
+    """An engine whose tables live in a new, uniquely named schema, dropped afterwards.
+
+    Called inside the test (not a fixture) so that a missing server makes the test itself FAIL
+    in CI, and skip only on a laptop without PostgreSQL.
+    """
+    try:
+        admin = warehouse.connect(PG_URL)
+    except warehouse.WarehouseUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI: {exc}")
+        pytest.skip(f"PostgreSQL not reachable: {exc}")
+    schema = f"mlsys_test_{uuid.uuid4().hex[:10]}"
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    eng = warehouse.connect(PG_URL, schema=schema)
+    try:
+        yield eng
+    finally:
+        eng.dispose()
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_load_is_idempotent_and_complete():
+    with isolated_schema() as eng:
+        check_idempotent_load(eng)
+        with eng.connect() as conn:
+            schema = conn.execute(sa.text("SELECT current_schema()")).scalar_one()
+        assert schema.startswith("mlsys_test_")  # the load went to the isolated schema, not public
