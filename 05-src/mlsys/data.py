@@ -335,6 +335,19 @@ def load_quarantine(table: str, settings: Settings | None = None) -> pd.DataFram
     return pd.read_csv(settings.processed_dir / "quarantine" / f"{table}.csv", dtype=str)
 
 
+def source_rows(accepted: int, quarantined: pd.DataFrame) -> np.ndarray:
+    """0-based raw row numbers of the accepted rows, derived from the quarantine's `line` numbers.
+
+    `validate` keeps accepted rows in file order, so they are exactly the positions not
+    quarantined. This is the stable identity of a flight (`flight_id`) in the feature table and
+    the warehouse alike: quarantining a row never renumbers the others.
+    """
+    bad = set((pd.to_numeric(quarantined["line"]) - 2).astype(int)) if len(quarantined) else set()
+    positions = np.array([i for i in range(accepted + len(bad)) if i not in bad], dtype=np.int64)
+    assert len(positions) == accepted, "quarantine lines do not match the accepted rows"
+    return positions
+
+
 def validation_report(settings: Settings | None = None) -> pd.DataFrame:
     """Rows in, accepted and quarantined for every table."""
     settings = settings or get_settings()
@@ -403,8 +416,9 @@ def time_split(df: pd.DataFrame, time_col: str = "sched_dep_local", bounds: dict
 
 
 def load_flights(settings: Settings | None = None) -> pd.DataFrame:
-    """Validated flights with schedule times, the course label and the time split."""
-    flights = add_schedule_times(load_table("flights", settings))
+    """Validated flights with `flight_id` (raw row number), schedule times, the label and the split."""
+    accepted = load_table("flights", settings)
+    flights = add_schedule_times(accepted.assign(flight_id=source_rows(len(accepted), load_quarantine("flights", settings))))
     flights = add_label(flights)
     flights["split"] = time_split(flights)
     return flights

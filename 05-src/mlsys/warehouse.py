@@ -9,8 +9,8 @@ it twice leaves exactly the same rows (idempotent), and a failure half-way leave
 Tables (all timestamps are UTC, stored without a time zone so SQLite and PostgreSQL compare them
 the same way):
 
-* `flights`    — surrogate key `flight_id` (0-based row number in the raw file, which is also
-  `flight_id` in the feature table while no flight is quarantined) and the natural key
+* `flights`    — surrogate key `flight_id` (0-based row number in the raw file, the same
+  `flight_id` as in the feature table: both come from `data.source_rows`) and the natural key
   (time_hour, carrier, flight) as a UNIQUE constraint;
 * `weather`    — key (origin, time_hour); `planes` — tailnum; `airports` — faa; `airlines` — carrier;
 * `quarantine` — rows that failed validation: table_name, line in the raw file, reason, and the
@@ -222,18 +222,6 @@ def create_schema(eng: Engine) -> None:
 # --------------------------------------------------------------------------- extract / transform
 
 
-def flight_ids(accepted: int, quarantined: pd.DataFrame) -> np.ndarray:
-    """0-based raw row numbers of the accepted flights.
-
-    `data.validate` keeps accepted rows in file order and records each quarantined row's `line`
-    (1-based, after the header), so the accepted rows are exactly the other positions.
-    """
-    bad = set((pd.to_numeric(quarantined["line"]) - 2).astype(int)) if len(quarantined) else set()
-    positions = np.array([i for i in range(accepted + len(bad)) if i not in bad], dtype=np.int64)
-    assert len(positions) == accepted, "quarantine lines do not match the accepted rows"
-    return positions
-
-
 def table_frames(settings: Settings | None = None, months: Sequence[int] | None = None) -> dict[str, pd.DataFrame]:
     """The validated tables and the quarantine as frames shaped like the warehouse tables.
 
@@ -246,7 +234,7 @@ def table_frames(settings: Settings | None = None, months: Sequence[int] | None 
         table = data.load_table(name, settings)
         bad = data.load_quarantine(name, settings)
         if name == "flights":
-            table = table.assign(flight_id=flight_ids(len(table), bad))
+            table = table.assign(flight_id=data.source_rows(len(table), bad))
         if months is not None and name in ("flights", "weather"):
             table = table[table["month"].isin(list(months))]
         frames[name] = table

@@ -134,8 +134,8 @@ def test_natural_key_is_enforced(sqlite_engine):
 
 def test_flight_ids_skip_quarantined_lines():
     quarantined = pd.DataFrame({"line": ["3", "5"]})  # data rows 1 and 3 (0-based)
-    assert warehouse.flight_ids(4, quarantined).tolist() == [0, 2, 4, 5]
-    assert warehouse.flight_ids(3, quarantined.iloc[:0]).tolist() == [0, 1, 2]
+    assert data.source_rows(4, quarantined).tolist() == [0, 2, 4, 5]
+    assert data.source_rows(3, quarantined.iloc[:0]).tolist() == [0, 1, 2]
 
 
 def test_late_rates_roll_up_the_cube():
