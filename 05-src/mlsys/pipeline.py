@@ -97,10 +97,14 @@ class CategoryEncoder(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
-        return pd.DataFrame(
-            {c: pd.Categorical(X[c].astype(object).where(X[c].notna(), None), categories=cats) for c, cats in self.categories_.items()},
-            index=X.index,
-        )
+        return pd.DataFrame({c: self._encode(X[c], cats) for c, cats in self.categories_.items()}, index=X.index)
+
+    @staticmethod
+    def _encode(values: pd.Series, categories: list[str]) -> pd.Categorical:
+        # unseen values are set missing explicitly (pandas deprecates dropping them silently)
+        text = values.astype("string")
+        known = text.isin(categories) & text.notna()
+        return pd.Categorical(text.astype(object).where(known, None), categories=categories)
 
     def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> np.ndarray:
         return np.array(list(self.categories_), dtype=object)
@@ -204,12 +208,16 @@ def fit_early_stopping(
     return model
 
 
-def block_widths(prep: ColumnTransformer) -> pd.Series:
-    """Output columns of a fitted `ColumnTransformer`, counted by block (e.g. `num`, `hashed`)."""
-    names = pd.Series(prep.get_feature_names_out())
-    blocks = names.str.split("__", n=1).str[0]
-    widths = blocks.value_counts(sort=False).reindex([name for name, _, _ in prep.transformers_ if name in set(blocks)])
-    return widths.rename("output columns")
+def block_widths(prep: ColumnTransformer) -> pd.DataFrame:
+    """Input and output columns of each block of a fitted `ColumnTransformer` (e.g. `num`, `hashed`)."""
+    blocks = pd.Series(prep.get_feature_names_out()).str.split("__", n=1).str[0]
+    outputs = blocks.value_counts(sort=False)
+    rows = [
+        {"block": name, "input columns": len(cols), "output columns": int(outputs.get(name, 0))}
+        for name, _, cols in prep.transformers_
+        if name in outputs.index
+    ]
+    return pd.DataFrame(rows).set_index("block")
 
 
 def transformed_frame(prep: ColumnTransformer, X: pd.DataFrame) -> pd.DataFrame:
