@@ -96,6 +96,23 @@ def run(name: str, settings: Settings | None = None, nested: bool = False, **tag
         yield active
 
 
+#: What a logged model needs to load, pinned to the versions installed here. The course's own
+#: transformers (e.g. `mlsys.pipeline.CategoryEncoder`) come from the `mlsys` package, which the
+#: prediction service installs from this repository; it is not on a package index.
+MODEL_REQUIREMENTS = ("scikit-learn", "lightgbm", "pandas", "numpy", "scipy", "skops", "mlflow")
+
+
+def model_requirements() -> list[str]:
+    """`name==version` for `MODEL_REQUIREMENTS`.
+
+    Passing them explicitly also spares MLflow its requirement inference, a subprocess that took
+    about 15 s per model on a 2-core machine.
+    """
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in MODEL_REQUIREMENTS]
+
+
 def log_sklearn_model(model: Any, input_example: pd.DataFrame, name: str = "model") -> ModelInfo:
     """Log a fitted scikit-learn estimator with skops, trusting exactly the types it contains.
 
@@ -104,7 +121,12 @@ def log_sklearn_model(model: Any, input_example: pd.DataFrame, name: str = "mode
     """
     trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
     return mlflow.sklearn.log_model(
-        model, name=name, input_example=input_example, skops_trusted_types=trusted, pyfunc_predict_fn="predict_proba"
+        model,
+        name=name,
+        input_example=input_example,
+        skops_trusted_types=trusted,
+        pyfunc_predict_fn="predict_proba",
+        pip_requirements=model_requirements(),
     )
 
 
