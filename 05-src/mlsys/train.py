@@ -1,0 +1,445 @@
+"""Train a model, track the experiment, and the model zoo of lesson 05 (Huyen, 2022, ch. 6).
+
+`train_and_log` fits one model on the training split and records in one MLflow run what the book
+lists as worth tracking: parameters, metrics on valid and test, loss curves, a sample of
+predictions next to the ground truth, training time, inference latency (one row and a batch),
+the hardware (tagged by `tracking.run`) and the fitted model itself.
+
+The zoo (`make_zoo_model`) holds the models the lesson compares, from the zero-rule baseline to a
+stacked ensemble; every one is a scikit-learn estimator that takes the raw feature columns.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import mlflow
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from mlflow import MlflowClient
+from mlflow.entities import Metric
+from sklearn.base import BaseEstimator
+from sklearn.compose import ColumnTransformer
+from sklearn.dummy import DummyClassifier
+from sklearn.ensemble import RandomForestClassifier, StackingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OrdinalEncoder
+
+from mlsys import pipeline, tracking
+from mlsys.display import duration
+from mlsys.features import CATEGORICAL, NUMERIC, peer_label
+from mlsys.logger import logger
+from mlsys.metrics import classification_scores
+
+LABEL = "late"
+#: column holding the tidymodels tutorial's label (arrival delay >= 30 min), see `peer_splits`
+PEER_LABEL = "late30"
+#: models trained from scratch, simplest first (Huyen, 2022, ch. 6: start with the simplest models);
+#: the comparison adds `stacking_model` of the fitted logreg, lightgbm and bagging
+ZOO = ("zero_rule", "logreg", "lightgbm", "bagging")
+#: what LightGBM records per iteration: its loss, which early stopping watches (an AUC per
+#: iteration sorts every evaluation set once per tree, which costs more than the trees on 60k rows)
+EVAL_METRICS = ["binary_logloss"]
+#: one thread per model: on a shared, oversubscribed CPU LightGBM's OpenMP threads wait on each
+#: other (measured: 100 trees on 20k rows, 1.4 s with one thread, 19 s with two); results are identical
+N_JOBS = 1
+
+
+@dataclass
+class TrainResult:
+    """What one `train_and_log` call measured; `row()` is its line in a comparison table."""
+
+    name: str
+    label: str
+    model: Any
+    valid: dict[str, float]
+    test: dict[str, float]
+    train_seconds: float
+    single_row_seconds: float
+    batch_seconds: float
+    batch_rows: int
+    n_train: int
+    run_id: str
+    model_uri: str | None = None
+    evals: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    best_iteration: int | None = None
+
+    @property
+    def per_1000_rows_seconds(self) -> float:
+        """Batch prediction time scaled to 1,000 rows."""
+        return self.batch_seconds / self.batch_rows * 1000
+
+    def row(self) -> dict[str, object]:
+        """Test metrics and timings as one flat dict (raw floats; format them for display)."""
+        return {
+            "model": self.name,
+            "label": self.label,
+            "train_rows": self.n_train,
+            "roc_auc": self.test["roc_auc"],
+            "pr_auc": self.test["pr_auc"],
+            "brier": self.test["brier"],
+            "valid_roc_auc": self.valid["roc_auc"],
+            "train_seconds": self.train_seconds,
+            "single_row_seconds": self.single_row_seconds,
+            "per_1000_rows_seconds": self.per_1000_rows_seconds,
+        }
+
+
+# --------------------------------------------------------------------------- data
+
+
+def xy(df: pd.DataFrame, label: str = LABEL, columns: Sequence[str] = pipeline.INPUT_COLUMNS) -> tuple[pd.DataFrame, pd.Series]:
+    """Feature columns and integer label of a split; refuses rows without a label."""
+    if df[label].isna().any():
+        raise ValueError(f"{int(df[label].isna().sum())} rows have no {label!r}: drop them first (see peer_splits)")
+    return df[list(columns)], df[label].astype("int64")
+
+
+def peer_splits(splits: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The splits with the peer label `late30` (arrival delay >= 30 min), flown flights only."""
+    return {name: df.assign(**{PEER_LABEL: peer_label(df)}).dropna(subset=[PEER_LABEL]).reset_index(drop=True) for name, df in splits.items()}
+
+
+def subsample(df: pd.DataFrame, n: int | None, seed: int = 42) -> pd.DataFrame:
+    """`n` random rows of `df` in their original (chronological) order; all rows if `n` is None."""
+    if n is None or n >= len(df):
+        return df
+    return df.sample(n, random_state=seed).sort_index().reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- model zoo
+
+
+def ordinal_preprocessor(numeric: Sequence[str] = NUMERIC, categorical: Sequence[str] = CATEGORICAL) -> ColumnTransformer:
+    """Numbers unchanged (NaN kept), categories as integer codes (-1 for missing or unseen).
+
+    For scikit-learn's random forest: its trees route NaN themselves (since 1.4) but need numbers,
+    and integer codes keep one column per category where one-hot would give ~100 sparse ones.
+    """
+    codes = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1)
+    return ColumnTransformer([("num", "passthrough", list(numeric)), ("cat", codes, list(categorical))])
+
+
+def zero_rule() -> DummyClassifier:
+    """Predict the training base rate for every flight: the floor any model must beat."""
+    return DummyClassifier(strategy="prior")
+
+
+def bagging_model(seed: int = 42, n_estimators: int = 100) -> Pipeline:
+    """Bagging: a random forest (bootstrap samples + random feature subsets) on ordinal features."""
+    forest = RandomForestClassifier(
+        n_estimators=n_estimators, min_samples_leaf=20, max_features="sqrt", n_jobs=N_JOBS, random_state=seed
+    )
+    return Pipeline([("prep", ordinal_preprocessor()), ("model", forest)])
+
+
+def lightgbm_model(seed: int = 42, fast: bool = True, **params: object) -> Pipeline:
+    """Boosting: LightGBM with room for many trees; pair it with early stopping on valid."""
+    defaults: dict[str, object] = {"n_estimators": 2000, "learning_rate": 0.1 if fast else 0.05, "n_jobs": N_JOBS}
+    return pipeline.make_model("lightgbm", seed=seed, **{**defaults, **params})
+
+
+def stacking_model(members: Mapping[str, BaseEstimator]) -> StackingClassifier:
+    """Stacking: already-fitted members combined by a logistic meta-learner (`cv="prefit"`).
+
+    Fit it on the validation split: the members learned from January-August, the meta-learner
+    learns how far to trust each of them on September-October, months none of them has seen.
+    K-fold out-of-fold predictions (the default) would refit every member k + 1 times and let
+    members trained on later months predict earlier ones, which the time split is there to avoid.
+    """
+    return StackingClassifier(list(members.items()), final_estimator=LogisticRegression(), cv="prefit", stack_method="predict_proba")
+
+
+def make_zoo_model(kind: str, seed: int = 42, fast: bool = True) -> BaseEstimator:
+    """One model of the comparison by name (see `ZOO`), unfitted."""
+    factories = {
+        "zero_rule": zero_rule,
+        "logreg": lambda: pipeline.make_model("logreg", seed=seed),
+        "lightgbm": lambda: lightgbm_model(seed, fast),
+        "bagging": lambda: bagging_model(seed, n_estimators=40 if fast else 300),
+    }
+    if kind not in factories:
+        raise ValueError(f"unknown model {kind!r}: use one of {sorted(factories)}")
+    return factories[kind]()
+
+
+# --------------------------------------------------------------------------- fitting
+
+
+def is_lightgbm(model: BaseEstimator) -> bool:
+    """True for a LightGBM estimator or a pipeline ending in one."""
+    last = model.steps[-1][1] if isinstance(model, Pipeline) else model
+    return isinstance(last, lgb.LGBMModel)
+
+
+def fit(
+    model: BaseEstimator,
+    X: pd.DataFrame,
+    y: pd.Series,
+    X_valid: pd.DataFrame | None = None,
+    y_valid: pd.Series | None = None,
+    early_stopping_rounds: int | None = None,
+) -> BaseEstimator:
+    """Fit `model` on (X, y). A LightGBM pipeline given valid data also records its loss per
+    iteration on train and valid (`evals_result_`) and, with `early_stopping_rounds`, stops when the
+    valid log loss has not improved for that many trees."""
+    if not (is_lightgbm(model) and X_valid is not None):
+        return model.fit(X, y)
+    booster = model.steps[-1][1] if isinstance(model, Pipeline) else model
+    if isinstance(model, Pipeline):
+        # the preprocessor is fit on train only; valid goes through the same fitted transform
+        prep = model[:-1]
+        Z, Z_valid = prep.fit_transform(X, y), prep.transform(X_valid)
+    else:
+        Z, Z_valid = X, X_valid
+    callbacks = [lgb.early_stopping(early_stopping_rounds, first_metric_only=True, verbose=False)] if early_stopping_rounds else []
+    booster.fit(Z, y, eval_X=(Z, Z_valid), eval_y=(y, y_valid), eval_names=["train", "valid"], eval_metric=EVAL_METRICS, callbacks=callbacks)
+    return model
+
+
+def predict(model: BaseEstimator, X: pd.DataFrame) -> np.ndarray:
+    """Probability of the positive class."""
+    return model.predict_proba(X)[:, 1]
+
+
+def single_row_latency(model: BaseEstimator, X: pd.DataFrame, n: int = 50, seed: int = 42) -> float:
+    """Median seconds of `n` single-row `predict_proba` calls on rows drawn from `X` (one request)."""
+    rows = np.random.default_rng(seed).choice(len(X), size=n, replace=len(X) < n)
+    times = []
+    for i in rows:
+        row = X.iloc[[int(i)]]
+        start = time.perf_counter()
+        model.predict_proba(row)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def timed_predict(model: BaseEstimator, X: pd.DataFrame) -> tuple[np.ndarray, float]:
+    """Probabilities for every row of `X` in one call, and the seconds it took (batch latency)."""
+    start = time.perf_counter()
+    p = predict(model, X)
+    return p, time.perf_counter() - start
+
+
+def max_prediction_gap(model_a: BaseEstimator, model_b: BaseEstimator, X: pd.DataFrame) -> float:
+    """Largest |p_a - p_b| over the rows of X: 0.0 when two trainings are identical."""
+    return float(np.max(np.abs(predict(model_a, X) - predict(model_b, X))))
+
+
+def overfit_small_batch(
+    train: pd.DataFrame, valid: pd.DataFrame, n: int = 200, seed: int = 42, label: str = LABEL
+) -> dict[str, float]:
+    """Fit a very flexible LightGBM on `n` training rows: train AUC near 1 shows the model can learn
+    and the pipeline is wired right; valid AUC shows how little 200 rows generalise."""
+    small = subsample(train, n, seed)
+    X, y = xy(small, label)
+    model = pipeline.make_model(
+        "lightgbm",
+        seed=seed,
+        n_estimators=300,
+        learning_rate=0.1,
+        num_leaves=64,
+        min_child_samples=2,
+        min_child_weight=1e-5,
+        subsample=1.0,
+        colsample_bytree=1.0,
+        min_data_per_group=1,
+        cat_smooth=1,
+        min_data_in_bin=1,
+        n_jobs=N_JOBS,
+    ).fit(X, y)
+    Xv, yv = xy(valid, label)
+    return {
+        "train_roc_auc": float(roc_auc_score(y, predict(model, X))),
+        "valid_roc_auc": float(roc_auc_score(yv, predict(model, Xv))),
+    }
+
+
+# --------------------------------------------------------------------------- tracking
+
+
+def scalar_params(model: BaseEstimator) -> dict[str, object]:
+    """Every (nested) hyperparameter of `model` whose value is a plain scalar, for `log_params`."""
+    params = model.get_params(deep=True)
+    return {k: v for k, v in params.items() if isinstance(v, str | int | float | bool) or v is None}
+
+
+def curve_metrics(evals: Mapping[str, Mapping[str, Sequence[float]]]) -> list[Metric]:
+    """LightGBM's evaluation history as MLflow metrics `<set>_<metric>` with the iteration as step."""
+    now = int(time.time() * 1000)
+    return [
+        Metric(f"{dataset}_{metric}", float(value), now, step)
+        for dataset, history in evals.items()
+        for metric, values in history.items()
+        for step, value in enumerate(values, start=1)
+    ]
+
+
+def plot_learning_curve(
+    ax: Any,
+    evals: Mapping[str, Mapping[str, Sequence[float]]],
+    best_iteration: int | None = None,
+    metric: str = "binary_logloss",
+    title: str = "",
+) -> Any:
+    """Train vs valid `metric` per boosting iteration on `ax`, with the early-stopping point marked."""
+    for dataset, history in evals.items():
+        ax.plot(np.arange(1, len(history[metric]) + 1), history[metric], label=dataset)
+    if best_iteration:
+        ax.axvline(best_iteration, color="grey", linestyle="--", label=f"early stop: best at {best_iteration}")
+    ax.set(xlabel="boosting iteration (trees)", ylabel={"binary_logloss": "log loss"}.get(metric, metric), title=title or f"{metric} per iteration")
+    ax.legend()
+    return ax
+
+
+def learning_curve_figure(evals: Mapping[str, Mapping[str, Sequence[float]]], best_iteration: int | None = None, title: str = "") -> Figure:
+    """The learning curve as a standalone figure (no pyplot state), for `mlflow.log_figure`."""
+    fig = Figure(figsize=(7, 3.6))
+    plot_learning_curve(fig.subplots(), evals, best_iteration, title=title)
+    fig.tight_layout()
+    return fig
+
+
+def sample_predictions(df: pd.DataFrame, y: pd.Series, p: np.ndarray, n: int = 200, seed: int = 42) -> pd.DataFrame:
+    """`n` random test flights with their identifiers, the ground truth and the prediction."""
+    idx = np.sort(np.random.default_rng(seed).choice(len(df), size=min(n, len(df)), replace=False))
+    keys = [c for c in ("flight_id", "sched_dep_local", "carrier", "origin", "dest") if c in df]
+    out = df.iloc[idx][keys].reset_index(drop=True)
+    out["y_true"] = np.asarray(y)[idx]
+    out["p_pred"] = np.round(p[idx], 6)
+    return out
+
+
+def train_and_log(
+    model: BaseEstimator,
+    splits: Mapping[str, pd.DataFrame],
+    name: str,
+    label: str = LABEL,
+    early_stopping_rounds: int | None = None,
+    log_model: bool = True,
+    nested: bool = False,
+    seed: int = 42,
+    n_latency: int = 50,
+    n_samples: int = 200,
+    columns: Sequence[str] = pipeline.INPUT_COLUMNS,
+    fit_on: str = "train",
+    **tags: str,
+) -> TrainResult:
+    """Fit `model` on `splits[fit_on]`, score it on valid and test, and track it all in one MLflow run.
+
+    LightGBM pipelines are fit with valid as evaluation set (loss curves; early stopping when
+    `early_stopping_rounds` is given). Logged: scalar hyperparameters, valid_*/test_* scores,
+    timings, per-iteration curves with a PNG, `predictions/test_sample.csv` and the model.
+    `fit_on="valid"` fits on the validation split instead (a stack of prefit members); its valid
+    scores are then in-sample and only the test scores are a fair comparison.
+    """
+    X, y = xy(splits[fit_on], label, columns)
+    Xv, yv = xy(splits["valid"], label, columns)
+    Xt, yt = xy(splits["test"], label, columns)
+    with tracking.run(name, nested=nested, label=label, **tags) as active:
+        start = time.perf_counter()
+        fit(model, X, y, Xv, yv, early_stopping_rounds)
+        train_seconds = time.perf_counter() - start
+
+        valid = classification_scores(yv, predict(model, Xv))
+        p_test, batch_seconds = timed_predict(model, Xt)
+        test = classification_scores(yt, p_test)
+        latency = single_row_latency(model, Xt, n_latency, seed)
+
+        booster = model.steps[-1][1] if isinstance(model, Pipeline) else model
+        evals = (getattr(booster, "evals_result_", None) or {}) if is_lightgbm(model) else {}
+        best = int(booster.best_iteration_) if evals and getattr(booster, "best_iteration_", 0) else None
+
+        mlflow.log_params(
+            {
+                **scalar_params(model),
+                "estimator": type(booster).__name__,
+                "label": label,
+                "n_features": len(columns),
+                "early_stopping_rounds": early_stopping_rounds,
+                "fit_on": fit_on,
+            }
+        )
+        mlflow.log_metrics(
+            {
+                **{f"valid_{k}": v for k, v in valid.items()},
+                **{f"test_{k}": v for k, v in test.items()},
+                "n_train": len(X),
+                "n_valid": len(Xv),
+                "n_test": len(Xt),
+                "train_seconds": train_seconds,
+                "latency_single_row_ms": latency * 1e3,
+                "batch_seconds": batch_seconds,
+                "batch_ms_per_1000_rows": batch_seconds / len(Xt) * 1e6,
+                **({"best_iteration": best} if best else {}),
+            }
+        )
+        if evals:
+            metrics = curve_metrics(evals)
+            client = MlflowClient()
+            for i in range(0, len(metrics), 1000):  # MLflow accepts at most 1,000 metrics per batch
+                client.log_batch(active.info.run_id, metrics=metrics[i : i + 1000])
+            mlflow.log_figure(learning_curve_figure(evals, best, title=name), "loss_curve.png")
+        sample = sample_predictions(splits["test"], yt, p_test, n_samples, seed)
+        mlflow.log_text(sample.to_csv(index=False), "predictions/test_sample.csv")
+        model_uri = tracking.log_sklearn_model(model, X.head(5)).model_uri if log_model else None
+        logger.info("{}: valid ROC AUC {:.4f}, test ROC AUC {:.4f}", name, valid["roc_auc"], test["roc_auc"])
+    return TrainResult(
+        name=name,
+        label=label,
+        model=model,
+        valid=valid,
+        test=test,
+        train_seconds=train_seconds,
+        single_row_seconds=latency,
+        batch_seconds=batch_seconds,
+        batch_rows=len(Xt),
+        n_train=len(X),
+        run_id=active.info.run_id,
+        model_uri=model_uri,
+        evals={k: dict(v) for k, v in evals.items()},
+        best_iteration=best,
+    )
+
+
+def comparison_table(results: Sequence[TrainResult]) -> pd.DataFrame:
+    """One row per model, test metrics rounded to 4 decimals and timings as `display.duration` text."""
+    rows = pd.DataFrame([r.row() for r in results])
+    return pd.DataFrame(
+        {
+            "model": rows["model"],
+            "label": rows["label"],
+            "train rows": rows["train_rows"].map("{:,}".format),
+            "ROC AUC": rows["roc_auc"].round(4),
+            "PR AUC": rows["pr_auc"].round(4),
+            "Brier": rows["brier"].round(4),
+            "training": rows["train_seconds"].map(duration),
+            "latency, 1 row": rows["single_row_seconds"].map(duration),
+            "batch, per 1,000 rows": rows["per_1000_rows_seconds"].map(duration),
+        }
+    )
+
+
+def tracked_summary(run_id: str) -> dict[str, list[str]]:
+    """Names of the params, metrics (curves marked by their step count) and artifacts of a run."""
+    client = MlflowClient()
+    run = client.get_run(run_id)
+    metrics = []
+    for key in sorted(run.data.metrics):
+        steps = len(client.get_metric_history(run_id, key))
+        metrics.append(f"{key} ({steps} steps)" if steps > 1 else key)
+
+    def walk(path: str | None = None) -> list[str]:
+        out = []
+        for item in client.list_artifacts(run_id, path):
+            out.extend(walk(item.path) if item.is_dir else [item.path])
+        return out
+
+    return {"params": sorted(run.data.params), "metrics": metrics, "artifacts": sorted(walk())}

@@ -1,0 +1,126 @@
+"""`train_and_log`: what it tracks in MLflow is what the model does, on the split it names."""
+
+from __future__ import annotations
+
+import io
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from mlsys import features, train
+from mlsys.metrics import classification_scores
+
+SEED = 7
+
+
+@pytest.fixture(scope="module")
+def small() -> dict[str, pd.DataFrame]:
+    """3,000 training rows and 1,500 rows each of valid and test, time split kept."""
+    splits = features.load_splits(fast=True, seed=SEED)
+    sizes = {"train": 3_000, "valid": 1_500, "test": 1_500}
+    return {name: train.subsample(df, sizes[name], SEED) for name, df in splits.items()}
+
+
+@pytest.fixture(scope="module")
+def tracked(small: dict[str, pd.DataFrame]) -> train.TrainResult:
+    model = train.lightgbm_model(SEED, fast=True, n_estimators=200)
+    return train.train_and_log(model, small, "test-lightgbm", early_stopping_rounds=10, seed=SEED, n_latency=5)
+
+
+def test_logs_params_metrics_curves_and_artifacts(tracked: train.TrainResult) -> None:
+    client = MlflowClient()
+    run = client.get_run(tracked.run_id)
+    assert run.data.params["model__num_leaves"] == "31"
+    assert run.data.params["label"] == "late"
+    assert run.data.tags["hardware.cpus"]
+    for key in ("valid_roc_auc", "test_roc_auc", "test_brier", "train_seconds", "latency_single_row_ms", "batch_ms_per_1000_rows"):
+        assert key in run.data.metrics
+    history = client.get_metric_history(tracked.run_id, "valid_binary_logloss")
+    assert [m.step for m in history] == list(range(1, len(tracked.evals["valid"]["binary_logloss"]) + 1))
+    assert [m.value for m in history] == pytest.approx(tracked.evals["valid"]["binary_logloss"])
+    assert run.data.metrics["best_iteration"] == tracked.best_iteration < len(history)
+    artifacts = {a.path for a in client.list_artifacts(tracked.run_id)} | {a.path for a in client.list_artifacts(tracked.run_id, "predictions")}
+    assert {"loss_curve.png", "predictions/test_sample.csv"} <= artifacts
+
+
+def test_metrics_are_computed_on_the_split_they_name(tracked: train.TrainResult, small: dict[str, pd.DataFrame]) -> None:
+    metrics = MlflowClient().get_run(tracked.run_id).data.metrics
+    for split in ("valid", "test"):
+        X, y = train.xy(small[split])
+        expected = classification_scores(y, train.predict(tracked.model, X))
+        assert metrics[f"{split}_roc_auc"] == pytest.approx(expected["roc_auc"])
+        assert metrics[f"{split}_brier"] == pytest.approx(expected["brier"])
+        assert metrics[f"{split}_positive_rate"] == pytest.approx(small[split]["late"].mean())
+        assert metrics[f"n_{split}"] == len(small[split])
+    assert metrics["n_train"] == len(small["train"])
+    # valid and test are different months, so a mix-up would show
+    assert metrics["valid_roc_auc"] != pytest.approx(metrics["test_roc_auc"])
+
+
+def test_prediction_sample_carries_ground_truth_and_predictions(tracked: train.TrainResult, small: dict[str, pd.DataFrame]) -> None:
+    text = mlflow.artifacts.load_text(f"runs:/{tracked.run_id}/predictions/test_sample.csv")
+    sample = pd.read_csv(io.StringIO(text))
+    assert len(sample) == 200
+    test = small["test"].set_index("flight_id")
+    assert (sample["y_true"].to_numpy() == test.loc[sample["flight_id"], "late"].astype(int).to_numpy()).all()
+    p = train.predict(tracked.model, test.loc[sample["flight_id"]].reset_index())
+    np.testing.assert_allclose(sample["p_pred"], p, atol=1e-6)
+
+
+def test_logged_model_loads_back_with_the_same_probabilities(tracked: train.TrainResult, small: dict[str, pd.DataFrame]) -> None:
+    assert tracked.model_uri
+    loaded = mlflow.sklearn.load_model(tracked.model_uri)
+    X, _ = train.xy(small["test"])
+    np.testing.assert_array_equal(loaded.predict_proba(X), tracked.model.predict_proba(X))
+
+
+def test_same_seed_same_model_other_seed_other_model(small: dict[str, pd.DataFrame]) -> None:
+    def run(seed: int) -> train.TrainResult:
+        return train.train_and_log(train.lightgbm_model(seed, n_estimators=40), small, f"seed-{seed}", log_model=False, seed=seed, n_latency=2)
+
+    first, second, other = run(SEED), run(SEED), run(SEED + 1)
+    X, _ = train.xy(small["test"])
+    assert train.max_prediction_gap(first.model, second.model, X) == 0.0
+    assert first.test == second.test
+    assert train.max_prediction_gap(first.model, other.model, X) > 0.0
+
+
+def test_stacking_fits_only_the_meta_learner_on_valid(small: dict[str, pd.DataFrame]) -> None:
+    X, y = train.xy(small["train"])
+    members = {"logreg": train.make_zoo_model("logreg", SEED).fit(X, y), "bagging": train.make_zoo_model("bagging", SEED).fit(X, y)}
+    Xt, _ = train.xy(small["test"])
+    before = {name: train.predict(m, Xt) for name, m in members.items()}
+    result = train.train_and_log(train.stacking_model(members), small, "stack", fit_on="valid", log_model=False, n_latency=2)
+    for name, model in members.items():
+        np.testing.assert_array_equal(train.predict(model, Xt), before[name])
+    assert result.n_train == len(small["valid"])
+    assert result.model.final_estimator_.coef_.shape == (1, 2)
+
+
+def test_zero_rule_predicts_the_training_base_rate(small: dict[str, pd.DataFrame]) -> None:
+    X, y = train.xy(small["train"])
+    p = train.predict(train.zero_rule().fit(X, y), train.xy(small["test"])[0])
+    assert np.allclose(p, y.mean())
+
+
+def test_overfitting_a_small_batch_is_possible(small: dict[str, pd.DataFrame]) -> None:
+    scores = train.overfit_small_batch(small["train"], small["valid"], n=200, seed=SEED)
+    assert scores["train_roc_auc"] > 0.99
+    assert scores["valid_roc_auc"] < scores["train_roc_auc"] - 0.1
+
+
+def test_peer_splits_keep_flown_flights_with_the_30_minute_label(small: dict[str, pd.DataFrame]) -> None:
+    peer = train.peer_splits(small)
+    for name, df in peer.items():
+        assert df["arr_delay"].notna().all()
+        assert len(df) == small[name]["arr_delay"].notna().sum()
+        assert (df[train.PEER_LABEL] == (df["arr_delay"] >= 30)).all()
+
+
+def test_unlabelled_rows_are_refused(small: dict[str, pd.DataFrame]) -> None:
+    frame = small["train"].assign(y=np.where(np.arange(len(small["train"])) % 2, 1.0, np.nan))
+    with pytest.raises(ValueError, match="no 'y'"):
+        train.xy(frame, "y")
