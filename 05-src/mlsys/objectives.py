@@ -25,7 +25,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from mlsys.features import CATEGORICAL, NUMERIC
-from mlsys.pipeline import tree_preprocessor
+from mlsys.pipeline import lightgbm_params, tree_preprocessor
 
 __all__ = [
     "Costs",
@@ -132,24 +132,10 @@ def minutes_regressor(
     seed: int = 42, numeric: Sequence[str] = NUMERIC, categorical: Sequence[str] = CATEGORICAL, **params: object
 ) -> Pipeline:
     """LightGBM regressor of arrival-delay minutes (squared error: it predicts the mean delay)."""
-    defaults: dict[str, object] = {
-        "n_estimators": 200,
-        "learning_rate": 0.05,
-        "num_leaves": 31,
-        "min_child_samples": 200,
-        "subsample": 0.8,
-        "subsample_freq": 1,
-        "colsample_bytree": 0.8,
-        "cat_smooth": 50,
-        "random_state": seed,
-        "deterministic": True,
-        "force_row_wise": True,
-        # one thread: on a shared 2-core machine OpenMP threads that wait on each other burn
-        # far more time than they save on 60k rows
-        "n_jobs": 1,
-        "verbose": -1,
-    }
-    return Pipeline([("prep", tree_preprocessor(numeric, categorical)), ("model", lgb.LGBMRegressor(**{**defaults, **params}))])
+    # one thread: on a shared 2-core machine OpenMP threads that wait on each other burn far
+    # more time than they save on 60k rows
+    settings = lightgbm_params(seed, **{"n_estimators": 200, "n_jobs": 1, **params})
+    return Pipeline([("prep", tree_preprocessor(numeric, categorical)), ("model", lgb.LGBMRegressor(**settings))])
 
 
 def ranking_report(

@@ -155,8 +155,8 @@ def tree_preprocessor(numeric: Sequence[str] = NUMERIC, categorical: Sequence[st
     return transformer.set_output(transform="pandas")
 
 
-def lightgbm_classifier(seed: int = 42, **params: object) -> lgb.LGBMClassifier:
-    """LightGBM with settings that make runs repeatable on the same machine."""
+def lightgbm_params(seed: int = 42, **params: object) -> dict[str, object]:
+    """The course's LightGBM settings (repeatable on the same machine), with `params` on top."""
     defaults: dict[str, object] = {
         "n_estimators": 300,
         "learning_rate": 0.05,
@@ -172,7 +172,12 @@ def lightgbm_classifier(seed: int = 42, **params: object) -> lgb.LGBMClassifier:
         "n_jobs": 2,
         "verbose": -1,
     }
-    return lgb.LGBMClassifier(**{**defaults, **params})
+    return {**defaults, **params}
+
+
+def lightgbm_classifier(seed: int = 42, **params: object) -> lgb.LGBMClassifier:
+    """LightGBM classifier with `lightgbm_params`."""
+    return lgb.LGBMClassifier(**lightgbm_params(seed, **params))
 
 
 def make_model(

@@ -11,24 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlsys import evaluate, features, promote, tracking
+from mlsys import evaluate, promote, tracking
 from mlsys.features import CATEGORICAL, NUMERIC
 from mlsys.pipeline import INPUT_COLUMNS
 
-SEED = 42
-TRAIN_ROWS = 20_000
-TEST_ROWS = 20_000  # a seeded sample of the test split keeps the protocol at a few seconds
+SEED = 42  # the seed of the `splits` fixture in tests/model/conftest.py
 FAST_TREES = {"n_estimators": 150, "learning_rate": 0.1, "n_jobs": 1}
 
-
-@pytest.fixture(scope="module")
-def splits() -> dict[str, pd.DataFrame]:
-    s = features.load_splits(fast=True, seed=SEED)
-    return {
-        **s,
-        "train": s["train"].sample(TRAIN_ROWS, random_state=SEED).sort_index(),
-        "test": s["test"].sample(TEST_ROWS, random_state=SEED).sort_index().reset_index(drop=True),
-    }
 
 
 @pytest.fixture(scope="module")

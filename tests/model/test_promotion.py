@@ -9,25 +9,14 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from mlsys import evaluate, features, promote, tracking
+from mlsys import evaluate, promote, tracking
 from mlsys.config import get_settings
 from mlsys.pipeline import INPUT_COLUMNS, make_model
 
-SEED = 42
-TRAIN_ROWS = 20_000
-TEST_ROWS = 20_000  # a seeded sample of the test split keeps the protocol at a few seconds
+SEED = 42  # the seed of the `splits` fixture in tests/model/conftest.py
 FAST_TREES = {"n_estimators": 150, "learning_rate": 0.1, "n_jobs": 1}
+
 PROTOCOL = promote.Protocol(behaviour_rows=5_000)
-
-
-@pytest.fixture(scope="module")
-def splits() -> dict[str, pd.DataFrame]:
-    s = features.load_splits(fast=True, seed=SEED)
-    return {
-        **s,
-        "train": s["train"].sample(TRAIN_ROWS, random_state=SEED).sort_index(),
-        "test": s["test"].sample(TEST_ROWS, random_state=SEED).sort_index().reset_index(drop=True),
-    }
 
 
 @pytest.fixture(scope="module")
