@@ -21,6 +21,7 @@ import pandas as pd
 import skops.io
 from mlflow import MlflowClient
 from mlflow.entities import Run
+from mlflow.models import infer_signature
 from mlflow.models.model import ModelInfo
 
 from mlsys.config import Settings, get_settings
@@ -118,12 +119,16 @@ def log_sklearn_model(model: Any, input_example: pd.DataFrame, name: str = "mode
 
     skops (MLflow's default format) refuses unknown types such as LightGBM's booster unless they
     are listed; listing the model's own types keeps loading safe without falling back to pickle.
+    The signature is inferred from `predict_proba`, which is what the pyfunc flavour serves; left
+    to itself MLflow would describe `predict`'s integer class labels instead.
     """
     trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    signature = infer_signature(input_example, model.predict_proba(input_example))
     return mlflow.sklearn.log_model(
         model,
         name=name,
         input_example=input_example,
+        signature=signature,
         skops_trusted_types=trusted,
         pyfunc_predict_fn="predict_proba",
         pip_requirements=model_requirements(),

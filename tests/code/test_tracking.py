@@ -30,3 +30,19 @@ def test_unreachable_server_says_what_to_start(tmp_path: Path) -> None:
 def test_champion_uri_uses_the_alias() -> None:
     settings = get_settings()
     assert tracking.champion_uri(settings) == f"models:/{settings.registered_model_name}@{settings.champion_alias}"
+
+
+def test_logged_model_describes_the_probabilities_it_serves() -> None:
+    """The pyfunc flavour answers with `predict_proba`; the signature must say so, not `predict`'s labels."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    X = pd.DataFrame({"wx_precip": np.linspace(0.0, 1.0, 20), "carrier_mean_delay_3h": np.arange(20.0)})
+    model = LogisticRegression().fit(X, np.arange(20) % 2)
+    with tracking.run("signature-test", get_settings()):
+        info = tracking.log_sklearn_model(model, X.head(3))
+    outputs = info.signature.outputs.to_dict()
+    assert outputs == [{"type": "tensor", "tensor-spec": {"dtype": "float64", "shape": (-1, 2)}}]
+    served = mlflow.pyfunc.load_model(info.model_uri).predict(X.head(4))
+    assert np.asarray(served).shape == (4, 2)
