@@ -70,6 +70,21 @@ def clean_metadata(path: Path) -> None:
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
+def _ipc_kernel_manager() -> type:
+    """A kernel manager that talks to its kernel over Unix sockets in Jupyter's runtime directory.
+
+    The default is loopback TCP, which any local user can connect to and which makes every kernel
+    print a plain-text-transport warning into the run's table.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import CaselessStrEnum
+
+    class IPCKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+    return IPCKernelManager
+
+
 def execute(notebook: Path, output: Path, parameters: dict[str, object], env: dict[str, str]) -> float:
     """Execute one notebook with papermill from its own directory; returns wall seconds."""
     import papermill as pm
@@ -86,6 +101,7 @@ def execute(notebook: Path, output: Path, parameters: dict[str, object], env: di
             kernel_name="python3",
             progress_bar=False,
             log_output=False,
+            kernel_manager_class=_ipc_kernel_manager(),
         )
     finally:
         os.environ.clear()
