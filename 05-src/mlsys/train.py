@@ -33,6 +33,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
 from mlsys import pipeline, tracking
+from mlsys.baselines import HeuristicBaseline
 from mlsys.display import duration
 from mlsys.features import CATEGORICAL, NUMERIC, peer_label
 from mlsys.logger import logger
@@ -43,7 +44,7 @@ LABEL = "late"
 PEER_LABEL = "late30"
 #: models trained from scratch, simplest first (Huyen, 2022, ch. 6: start with the simplest models);
 #: the comparison adds `stacking_model` of the fitted logreg, lightgbm and bagging
-ZOO = ("zero_rule", "logreg", "lightgbm", "bagging")
+ZOO = ("zero_rule", "heuristic", "logreg", "lightgbm", "bagging")
 #: what LightGBM records per iteration: its loss, which early stopping watches (an AUC per
 #: iteration sorts every evaluation set once per tree, which costs more than the trees on 60k rows)
 EVAL_METRICS = ["binary_logloss"]
@@ -161,6 +162,7 @@ def make_zoo_model(kind: str, seed: int = 42, fast: bool = True) -> BaseEstimato
     """One model of the comparison by name (see `ZOO`), unfitted."""
     factories = {
         "zero_rule": zero_rule,
+        "heuristic": HeuristicBaseline,
         "logreg": lambda: pipeline.make_model("logreg", seed=seed),
         "lightgbm": lambda: lightgbm_model(seed, fast),
         "bagging": lambda: bagging_model(seed, n_estimators=40 if fast else 300),
