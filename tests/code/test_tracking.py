@@ -3,7 +3,10 @@
 from pathlib import Path
 
 import mlflow
+import numpy as np
+import pandas as pd
 import pytest
+from sklearn.linear_model import LogisticRegression
 
 from mlsys import tracking
 from mlsys.config import get_settings, load_settings
@@ -34,10 +37,6 @@ def test_champion_uri_uses_the_alias() -> None:
 
 def test_logged_model_describes_the_probabilities_it_serves() -> None:
     """The pyfunc flavour answers with `predict_proba`; the signature must say so, not `predict`'s labels."""
-    import numpy as np
-    import pandas as pd
-    from sklearn.linear_model import LogisticRegression
-
     X = pd.DataFrame({"wx_precip": np.linspace(0.0, 1.0, 20), "carrier_mean_delay_3h": np.arange(20.0)})
     model = LogisticRegression().fit(X, np.arange(20) % 2)
     with tracking.run("signature-test", get_settings()):
