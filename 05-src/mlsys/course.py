@@ -70,24 +70,19 @@ def clean_metadata(path: Path) -> None:
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
-def _ipc_kernel_manager() -> type:
-    """A kernel manager that talks to its kernel over Unix sockets in Jupyter's runtime directory.
+def kernel_config() -> dict[str, dict[str, str]]:
+    """Traitlets configuration for the kernels `execute` starts: Unix sockets, not loopback TCP.
 
-    The default is loopback TCP, which any local user can connect to and which makes every kernel
-    print a plain-text-transport warning into the run's table.
+    TCP ports on 127.0.0.1 are open to any local user, and ipykernel prints a plain-text-transport
+    warning for them into the run's table; IPC sockets live in Jupyter's runtime directory.
     """
-    from jupyter_client.manager import AsyncKernelManager
-    from traitlets import CaselessStrEnum
-
-    class IPCKernelManager(AsyncKernelManager):
-        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
-
-    return IPCKernelManager
+    return {"KernelManager": {"transport": "ipc"}}
 
 
 def execute(notebook: Path, output: Path, parameters: dict[str, object], env: dict[str, str]) -> float:
     """Execute one notebook with papermill from its own directory; returns wall seconds."""
     import papermill as pm
+    from traitlets.config import Config
 
     previous = dict(os.environ)
     os.environ.update(env)
@@ -101,7 +96,7 @@ def execute(notebook: Path, output: Path, parameters: dict[str, object], env: di
             kernel_name="python3",
             progress_bar=False,
             log_output=False,
-            kernel_manager_class=_ipc_kernel_manager(),
+            config=Config(kernel_config()),
         )
     finally:
         os.environ.clear()

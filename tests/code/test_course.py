@@ -33,8 +33,13 @@ def test_a_failing_cell_raises_with_its_error(tmp_path: Path) -> None:
         course.execute(source, tmp_path / "out.ipynb", {}, course.headless_env())
 
 
-def test_kernel_is_reached_over_unix_sockets() -> None:
-    assert course._ipc_kernel_manager()().transport == "ipc"
+def test_kernel_is_reached_over_unix_sockets(tmp_path: Path) -> None:
+    source = _notebook(
+        tmp_path / "transport.ipynb",
+        "import json\nfrom ipykernel import get_connection_info\nprint(json.loads(get_connection_info())['transport'])",
+    )
+    course.execute(source, tmp_path / "out.ipynb", {}, course.headless_env())
+    assert nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[-1].outputs[0]["text"] == "ipc\n"
 
 
 def test_unknown_mode_is_refused() -> None:
