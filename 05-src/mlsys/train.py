@@ -25,7 +25,6 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric
 from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
-from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import RandomForestClassifier, StackingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -33,7 +32,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
 from mlsys import pipeline, tracking
-from mlsys.baselines import HeuristicBaseline
+from mlsys.baselines import HeuristicBaseline, ZeroRule
 from mlsys.display import duration
 from mlsys.features import CATEGORICAL, NUMERIC, peer_label
 from mlsys.logger import logger
@@ -128,11 +127,6 @@ def ordinal_preprocessor(numeric: Sequence[str] = NUMERIC, categorical: Sequence
     return ColumnTransformer([("num", "passthrough", list(numeric)), ("cat", codes, list(categorical))])
 
 
-def zero_rule() -> DummyClassifier:
-    """Predict the training base rate for every flight: the floor any model must beat."""
-    return DummyClassifier(strategy="prior")
-
-
 def bagging_model(seed: int = 42, n_estimators: int = 100) -> Pipeline:
     """Bagging: a random forest (bootstrap samples + random feature subsets) on ordinal features."""
     forest = RandomForestClassifier(
@@ -161,7 +155,7 @@ def stacking_model(members: Mapping[str, BaseEstimator]) -> StackingClassifier:
 def make_zoo_model(kind: str, seed: int = 42, fast: bool = True) -> BaseEstimator:
     """One model of the comparison by name (see `ZOO`), unfitted."""
     factories = {
-        "zero_rule": zero_rule,
+        "zero_rule": ZeroRule,
         "heuristic": HeuristicBaseline,
         "logreg": lambda: pipeline.make_model("logreg", seed=seed),
         "lightgbm": lambda: lightgbm_model(seed, fast),

@@ -102,7 +102,7 @@ def test_stacking_fits_only_the_meta_learner_on_valid(small: dict[str, pd.DataFr
 
 def test_zero_rule_predicts_the_training_base_rate(small: dict[str, pd.DataFrame]) -> None:
     X, y = train.xy(small["train"])
-    p = train.predict(train.zero_rule().fit(X, y), train.xy(small["test"])[0])
+    p = train.predict(train.make_zoo_model("zero_rule").fit(X, y), train.xy(small["test"])[0])
     assert np.allclose(p, y.mean())
 
 
