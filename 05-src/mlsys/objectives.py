@@ -29,6 +29,7 @@ from mlsys.pipeline import lightgbm_params, tree_preprocessor
 
 __all__ = [
     "Costs",
+    "COURSE_COSTS",
     "confusion_counts",
     "cost_of_flags",
     "expected_cost",
@@ -57,6 +58,11 @@ class Costs:
         equal at `p = false_alarm / (false_alarm + miss - hit)`.
         """
         return self.false_alarm / (self.false_alarm + self.miss - self.hit)
+
+
+#: The course's cost model (lesson 01): a missed late flight costs three false alarms. Lessons and
+#: the prediction service decide with a threshold chosen for these costs on validation data.
+COURSE_COSTS = Costs(false_alarm=100.0, miss=300.0)
 
 
 def confusion_counts(y: Sequence[float] | np.ndarray | pd.Series, flags: Sequence[bool] | np.ndarray) -> dict[str, int]:

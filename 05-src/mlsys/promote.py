@@ -233,11 +233,25 @@ def promote(
         if report.passed:
             info = tracking.log_sklearn_model(model, input_example)
             version = tracking.register(info.model_uri, settings, alias=settings.champion_alias)
+            mlflow.MlflowClient().set_model_version_tag(
+                settings.registered_model_name, version, THRESHOLD_TAG, str(report.protocol.threshold)
+            )
         else:
             mlflow.log_text("\n".join(report.reasons) + "\n", "promotion/reasons.txt")
             logger.info("{} rejected: {}", name, "; ".join(report.reasons))
         run_id = active.info.run_id
     return Decision(promoted=report.passed, version=version, reasons=report.reasons, run_id=run_id)
+
+
+#: Registered versions carry the threshold they were promoted with, so the service decides as the
+#: protocol did (read by `mlsys.serve`).
+THRESHOLD_TAG = "decision_threshold"
+
+
+def fit_champion(splits: dict[str, pd.DataFrame], seed: int = 42, method: str = "sigmoid", n_jobs: int = 1) -> Any:
+    """The course's champion recipe (lesson 06): monotone LightGBM on train, calibrated on validation."""
+    model = evaluate.fit(evaluate.constrained_lightgbm(seed=seed, n_jobs=n_jobs), splits["train"])
+    return evaluate.calibrate(model, splits["valid"], method)
 
 
 def champion_version(settings: Settings | None = None) -> str | None:
