@@ -28,7 +28,9 @@ from mlsys.logger import logger
 
 DECISION_LEAD = pd.Timedelta(hours=2)
 DELAYED_MINUTES = 15
-FEATURE_VERSION = "v1"
+#: A weather row stamped H:00 holds reports up to H:51 (see `weather_known_at`).
+WEATHER_KNOWN_AFTER = pd.Timedelta(minutes=52)
+FEATURE_VERSION = "v2"
 
 WEATHER_COLUMNS = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib"]
 CATEGORICAL = ["carrier", "origin", "dest"]
@@ -59,7 +61,6 @@ DYNAMIC_NUMERIC = [
     "dest_mean_delay_3h",
     "tail_prev_dep_delay",
     "tail_prev_minutes_ago",
-    "tail_flights_before_today",
 ]
 NUMERIC = STATIC_NUMERIC + DYNAMIC_NUMERIC
 FEATURES = CATEGORICAL + NUMERIC
@@ -119,13 +120,28 @@ def _scheduled_in_window(flights: pd.DataFrame, window: pd.Timedelta) -> np.ndar
     return out
 
 
+def weather_known_at(weather: pd.DataFrame) -> pd.Series:
+    """When each weather row became known: its stamp plus `WEATHER_KNOWN_AFTER`.
+
+    nycflights13's `data-raw/weather.R` builds the row stamped H:00 from the station's reports
+    with minute <= 51 (the first of them, and the largest hourly precipitation up to :51), so a row
+    stamped H describes H:00-H:51 and can only be read from about H:52.
+    """
+    return weather["time_hour"] + WEATHER_KNOWN_AFTER
+
+
 def weather_as_of(flights: pd.DataFrame, weather: pd.DataFrame) -> pd.DataFrame:
-    """The latest weather observation at the origin stamped at or before the decision time."""
+    """The latest weather row at the origin that was *known* at the decision time (see `weather_known_at`).
+
+    `wx_precip_3h` sums the last three hourly rows known then (stamps H-2, H-1, H), `wx_visib_min_3h`
+    is their lowest visibility, and `wx_age_minutes` is how long before the decision time the row's
+    hour began.
+    """
     wx = weather.sort_values("time_hour").copy()
     rolled = (
         wx.set_index("time_hour")
         .groupby("origin")[["precip", "visib"]]
-        .rolling("3h", closed="both")
+        .rolling("3h", closed="right")
         .agg({"precip": "sum", "visib": "min"})
         .reset_index()
         .rename(columns={"precip": "precip_3h", "visib": "visib_min_3h"})
@@ -135,18 +151,24 @@ def weather_as_of(flights: pd.DataFrame, weather: pd.DataFrame) -> pd.DataFrame:
     wx = wx.rename(columns={c: f"wx_{c}" for c in [*WEATHER_COLUMNS, "precip_3h", "visib_min_3h"]})
     wx = wx.rename(columns={"time_hour": "wx_time"})
     wx["wx_time"] = wx["wx_time"].astype("datetime64[ns, UTC]")
+    wx["wx_known_at"] = wx["wx_time"] + WEATHER_KNOWN_AFTER
     left = flights[["flight_id", "origin", "decision_time_utc"]].copy()
     left["decision_time_utc"] = left["decision_time_utc"].astype("datetime64[ns, UTC]")
     left = left.sort_values("decision_time_utc")
     merged = pd.merge_asof(
-        left, wx.sort_values("wx_time"), left_on="decision_time_utc", right_on="wx_time", by="origin", direction="backward"
+        left, wx.sort_values("wx_known_at"), left_on="decision_time_utc", right_on="wx_known_at", by="origin", direction="backward"
     )
     merged["wx_age_minutes"] = (merged["decision_time_utc"] - merged["wx_time"]).dt.total_seconds() / 60
-    return merged.drop(columns=["origin", "decision_time_utc", "wx_time"]).set_index("flight_id")
+    return merged.drop(columns=["origin", "decision_time_utc", "wx_time", "wx_known_at"]).set_index("flight_id")
 
 
 def tail_history(flights: pd.DataFrame) -> pd.DataFrame:
-    """How late the same aircraft's latest departure before the decision time was, and when it left."""
+    """How late the same aircraft's latest departure before the decision time was, and when it left.
+
+    Missing when the aircraft had not departed in the 24 h before the decision time, or when the
+    flight has no tail number (all cancelled flights here): the two are mixed on purpose, so that
+    missingness alone is not a cancellation flag (`tests/data/test_point_in_time.py` checks it).
+    """
     departed = flights.loc[flights["actual_dep_utc"].notna() & flights["tailnum"].notna()]
     right = departed[["tailnum", "actual_dep_utc", "dep_delay"]].rename(columns={"dep_delay": "tail_prev_dep_delay"})
     right = right.assign(prev_at=right["actual_dep_utc"].astype("datetime64[ns, UTC]")).drop(columns="actual_dep_utc")
@@ -163,12 +185,10 @@ def tail_history(flights: pd.DataFrame) -> pd.DataFrame:
         tolerance=pd.Timedelta(hours=24),
     )
     merged["tail_prev_minutes_ago"] = (merged["decision_time_utc"] - merged["prev_at"]).dt.total_seconds() / 60
-    # How many flights the schedule gives this aircraft earlier the same local day (known in advance).
-    order = flights.loc[flights["tailnum"].notna()].sort_values("sched_dep_utc")
-    earlier = order.groupby(["tailnum", order["sched_dep_local"].dt.date]).cumcount()
-    merged = merged.set_index("flight_id")
-    merged["tail_flights_before_today"] = earlier.set_axis(order["flight_id"]).reindex(merged.index).astype("float64")
-    return merged[["tail_prev_dep_delay", "tail_prev_minutes_ago", "tail_flights_before_today"]]
+    # No feature counts the aircraft's scheduled legs: in this data set a flight has no tail number
+    # only when it was cancelled (all 2,512 of them), so any feature that exists for every recorded
+    # tail and is missing otherwise tells the model "cancelled" before the fact.
+    return merged.set_index("flight_id")[["tail_prev_dep_delay", "tail_prev_minutes_ago"]]
 
 
 def _days_to_holiday(local: pd.Series) -> np.ndarray:
