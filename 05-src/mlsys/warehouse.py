@@ -437,16 +437,19 @@ def find_flight(eng: Engine, time_hour: pd.Timestamp, carrier: str, flight: int)
 def weather_for_flight(eng: Engine, flight_id: int, lead: pd.Timedelta = DECISION_LEAD) -> pd.DataFrame:
     """The two weather rows a flight could be joined with: as of its decision time, and naive.
 
-    *as of decision time*: the latest observation at the origin stamped at or before the decision
-    time (scheduled departure - `lead`); *naive join*: the row of the scheduled departure hour.
+    *as of decision time*: the latest row at the origin known at the decision time (scheduled
+    departure - `lead`; a row stamped H is known from H:52); *naive join*: the row of the scheduled
+    departure hour.
     """
+    from mlsys.features import WEATHER_KNOWN_AFTER
+
     with eng.connect() as conn:
         me = dict(conn.execute(sa.select(flights).where(flights.c.flight_id == flight_id)).mappings().one())
         decision = me["time_hour"] + pd.Timedelta(minutes=me["minute"]).to_pytimedelta() - lead.to_pytimedelta()
         cols = [weather.c.time_hour, weather.c.precip, weather.c.visib, weather.c.wind_speed, weather.c.temp]
         as_of = conn.execute(
             sa.select(*cols)
-            .where(weather.c.origin == me["origin"], weather.c.time_hour <= decision)
+            .where(weather.c.origin == me["origin"], weather.c.time_hour <= decision - WEATHER_KNOWN_AFTER.to_pytimedelta())
             .order_by(weather.c.time_hour.desc())
             .limit(1)
         ).mappings().one()
@@ -585,9 +588,9 @@ def as_known_at(flights_df: pd.DataFrame, weather_df: pd.DataFrame, t0: pd.Times
 
     Flights that had not departed by `t0` (departure at or after `t0`, or cancelled) lose every
     post-decision column (delays, actual times, air time) and count as not departed; weather rows
-    stamped after `t0` are dropped.
+    not yet known at `t0` are dropped (a row stamped H is known from H:52, `features.weather_known_at`).
     """
-    from mlsys.features import POST_DECISION_COLUMNS
+    from mlsys.features import POST_DECISION_COLUMNS, weather_known_at
 
     f = flights_df.copy()
     future = f["actual_dep_utc"].isna() | (f["actual_dep_utc"] >= t0)
@@ -601,4 +604,4 @@ def as_known_at(flights_df: pd.DataFrame, weather_df: pd.DataFrame, t0: pd.Times
     f["diverted"] = f["diverted"] & ~future
     if "late" in f:  # the label is an outcome too
         f["late"] = f["late"].astype("float64").where(~future)
-    return f, weather_df.loc[weather_df["time_hour"] <= t0].copy()
+    return f, weather_df.loc[weather_known_at(weather_df) <= t0].copy()
