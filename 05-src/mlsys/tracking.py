@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import uuid
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -88,12 +89,34 @@ def hardware_tags() -> dict[str, str]:
     }
 
 
+#: Tags of the current lesson session (`start_session`); empty outside a lesson.
+_SESSION: dict[str, str] = {}
+
+
+def start_session(lesson: str) -> str:
+    """Tag every run started from now on with `lesson` and a new `session` id; returns the id.
+
+    A student's `mlflow.db` keeps every run of every re-run of a lesson. Each lesson calls this in
+    its setup cell and lists only its session's runs (`session_runs`, `session_versions`), so a
+    second run shows the same tables as the first. Like `mlflow.set_experiment`, it sets
+    process-wide state on purpose: a notebook is one process.
+    """
+    _SESSION.clear()
+    _SESSION.update({"lesson": lesson, "session": uuid.uuid4().hex})
+    return _SESSION["session"]
+
+
+def session_tags() -> dict[str, str]:
+    """The tags `run` adds for the current session (empty when none was started)."""
+    return dict(_SESSION)
+
+
 @contextmanager
 def run(name: str, settings: Settings | None = None, nested: bool = False, **tags: str) -> Iterator[Run]:
-    """Start an MLflow run (nested under the active one if `nested`) tagged with hardware info."""
+    """Start an MLflow run (nested under the active one if `nested`) tagged with hardware info and the session."""
     if not nested:
         setup_mlflow(settings)
-    with mlflow.start_run(run_name=name, nested=nested, tags={**hardware_tags(), **tags}) as active:
+    with mlflow.start_run(run_name=name, nested=nested, tags={**hardware_tags(), **_SESSION, **tags}) as active:
         yield active
 
 
@@ -157,8 +180,34 @@ def load_champion(settings: Settings | None = None) -> Any:
     return mlflow.sklearn.load_model(champion_uri(settings))
 
 
-def runs_table(experiment: str | None = None, settings: Settings | None = None, max_results: int = 100) -> pd.DataFrame:
-    """Runs of an experiment as a DataFrame (newest first), for notebooks to show what was tracked."""
+def _session_filter(filter_string: str = "") -> str:
+    """`filter_string` narrowed to the current session's runs (unchanged outside a session)."""
+    parts = [f"tags.session = '{_SESSION['session']}'"] if _SESSION else []
+    return " and ".join([*parts, filter_string] if filter_string else parts)
+
+
+def runs_table(
+    experiment: str | None = None, settings: Settings | None = None, max_results: int = 100, filter_string: str = ""
+) -> pd.DataFrame:
+    """Runs of this session (every run outside a session) as a DataFrame, newest first."""
     settings = settings or get_settings()
     setup_mlflow(settings, experiment)
-    return mlflow.search_runs(experiment_names=[experiment or settings.mlflow_experiment], max_results=max_results)
+    return mlflow.search_runs(
+        experiment_names=[experiment or settings.mlflow_experiment], max_results=max_results, filter_string=_session_filter(filter_string)
+    )
+
+
+def session_runs(filter_string: str = "", settings: Settings | None = None, order_by: list[str] | None = None) -> list[Run]:
+    """This session's runs (every run outside a session) as MLflow `Run` objects, oldest first by default."""
+    experiment_id = setup_mlflow(settings)
+    return MlflowClient().search_runs(
+        [experiment_id], filter_string=_session_filter(filter_string), order_by=order_by or ["attributes.start_time ASC"]
+    )
+
+
+def session_versions(settings: Settings | None = None) -> list[str]:
+    """Registered versions of the course's model created by this session's runs, in order."""
+    settings = settings or get_settings()
+    run_ids = {r.info.run_id for r in session_runs(settings=settings)}
+    found = MlflowClient().search_model_versions(f"name = '{settings.registered_model_name}'")
+    return [str(v) for v in sorted(int(v.version) for v in found if v.run_id in run_ids)]

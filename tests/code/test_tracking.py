@@ -45,3 +45,27 @@ def test_logged_model_describes_the_probabilities_it_serves() -> None:
     assert outputs == [{"type": "tensor", "tensor-spec": {"dtype": "float64", "shape": (-1, 2)}}]
     served = mlflow.pyfunc.load_model(info.model_uri).predict(X.head(4))
     assert np.asarray(served).shape == (4, 2)
+
+
+def test_a_second_session_of_a_lesson_sees_only_its_own_runs() -> None:
+    """A student re-running a lesson against one persistent store gets the same tables."""
+    seen = []
+    try:
+        for _ in range(2):
+            tracking.start_session("99")
+            with tracking.run("session-test-a"):
+                mlflow.log_metric("m", 1)
+            with tracking.run("session-test-b", stage="promotion"):
+                pass
+            seen.append(
+                (
+                    len(tracking.runs_table()),
+                    [r.info.run_name for r in tracking.session_runs()],
+                    [r.info.run_name for r in tracking.session_runs("tags.stage = 'promotion'")],
+                )
+            )
+        assert seen[0] == seen[1] == (2, ["session-test-a", "session-test-b"], ["session-test-b"])
+        # the store itself kept both sessions' runs
+        assert len(mlflow.search_runs(filter_string="tags.lesson = '99'")) == 4
+    finally:
+        tracking._SESSION.clear()
