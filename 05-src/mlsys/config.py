@@ -48,6 +48,10 @@ class Settings:
     data_dir: Path
     seed: int
     fast: bool
+    #: Dask workers of the LocalCluster batch scoring starts (one thread each, separate processes)
+    dask_workers: int = 2
+    #: `tcp://host:8786` of a running Dask scheduler; empty = start a LocalCluster
+    dask_scheduler_address: str = ""
 
     @property
     def raw_dir(self) -> Path:
@@ -97,6 +101,13 @@ def _parse_int(key: str, value: str) -> int:
         raise ConfigError(f"{key}={value!r} is not an integer") from None
 
 
+def _parse_positive(key: str, value: str) -> int:
+    number = _parse_int(key, value)
+    if number < 1:
+        raise ConfigError(f"{key}={value!r} must be at least 1")
+    return number
+
+
 _LEVELS = {"TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"}
 
 
@@ -132,6 +143,8 @@ def load_settings(env_file: Path | None = None, environ: dict[str, str] | None =
         data_dir=data_dir if data_dir.is_absolute() else root / data_dir,
         seed=_parse_int("MLSYS_SEED", get("MLSYS_SEED")),
         fast=_parse_bool("MLSYS_FAST", get("MLSYS_FAST")),
+        dask_workers=_parse_positive("MLSYS_DASK_WORKERS", get("MLSYS_DASK_WORKERS")),
+        dask_scheduler_address=values.get("DASK_SCHEDULER_ADDRESS", "").strip(),
     )
 
 
@@ -150,6 +163,8 @@ def _defaults(root: Path) -> dict[str, str]:
         "MLSYS_DATA_DIR": "03-data",
         "MLSYS_SEED": "42",
         "MLSYS_FAST": "true",
+        "MLSYS_DASK_WORKERS": "2",
+        "DASK_SCHEDULER_ADDRESS": "",
     }
 
 
