@@ -15,7 +15,7 @@ NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help install run test test-code notebooks lab up down clean
+.PHONY: help install run test test-portable test-code notebooks lab up down clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ run: install  ## execute every notebook with papermill (MODE=fast|full) and prin
 
 test: install  ## unit, data and model tests, then nbval on the committed notebooks
 	$(VENV)/bin/pytest tests 02-notebooks $(NBVAL) $(PYTEST_ARGS)
+
+test-portable: install  ## nbval again under other BLAS kernels (x86-64), as on another student's CPU
+	OPENBLAS_CORETYPE=Prescott $(VENV)/bin/pytest 02-notebooks $(NBVAL) $(PYTEST_ARGS)
 
 test-code: install  ## the tests without the notebooks (quick)
 	$(VENV)/bin/pytest tests $(PYTEST_ARGS)

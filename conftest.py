@@ -4,7 +4,9 @@ Tests get their own empty MLflow store and warehouse in a temporary directory, n
 student's `mlflow.db`, and run headless (plain progress bars, warnings-only console logs).
 Each notebook that nbval re-executes gets a fresh store of its own, exactly as
 `python -m mlsys.course refresh` ran it when its outputs were committed. Environment variables
-are set before a notebook's kernel starts, so the kernel inherits them.
+are set before a notebook's kernel starts, so the kernel inherits them. nbval compares numbers
+with a tolerance for last-digit BLAS noise (`mlsys.nbcompare`), so outputs committed on one CPU
+hold on another.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from mlsys.course import headless_env, isolated_env
+from mlsys.nbcompare import install_nbval_tolerance
 
 _WORKDIR = Path(tempfile.mkdtemp(prefix="mlsys-tests-"))
 _current_notebook: list[Path] = []
@@ -24,6 +27,8 @@ _current_notebook: list[Path] = []
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.update(headless_env() | isolated_env(_WORKDIR))
+    # committed outputs come from one CPU's BLAS kernels: compare numbers with a tolerance
+    install_nbval_tolerance()
     from mlsys.config import get_settings
 
     get_settings.cache_clear()
