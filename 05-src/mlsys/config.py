@@ -52,6 +52,14 @@ class Settings:
     dask_workers: int = 2
     #: `tcp://host:8786` of a running Dask scheduler; empty = start a LocalCluster
     dask_scheduler_address: str = ""
+    #: most flights one `POST /predict/batch` may carry (more is a 422 that states the limit)
+    serve_max_batch: int = 1000
+    #: serve lesson 01's heuristic, flagged `fallback`, when no model can be loaded at start-up
+    serve_fallback: bool = True
+    #: the prediction log writes every this many rows ...
+    prediction_log_rows: int = 256
+    #: ... or this many milliseconds after the oldest unwritten row, whichever comes first
+    prediction_log_ms: int = 200
 
     @property
     def raw_dir(self) -> Path:
@@ -145,6 +153,10 @@ def load_settings(env_file: Path | None = None, environ: dict[str, str] | None =
         fast=_parse_bool("MLSYS_FAST", get("MLSYS_FAST")),
         dask_workers=_parse_positive("MLSYS_DASK_WORKERS", get("MLSYS_DASK_WORKERS")),
         dask_scheduler_address=values.get("DASK_SCHEDULER_ADDRESS", "").strip(),
+        serve_max_batch=_parse_positive("MLSYS_SERVE_MAX_BATCH", get("MLSYS_SERVE_MAX_BATCH")),
+        serve_fallback=_parse_bool("MLSYS_SERVE_FALLBACK", get("MLSYS_SERVE_FALLBACK")),
+        prediction_log_rows=_parse_positive("MLSYS_PREDICTION_LOG_ROWS", get("MLSYS_PREDICTION_LOG_ROWS")),
+        prediction_log_ms=_parse_positive("MLSYS_PREDICTION_LOG_MS", get("MLSYS_PREDICTION_LOG_MS")),
     )
 
 
@@ -165,6 +177,10 @@ def _defaults(root: Path) -> dict[str, str]:
         "MLSYS_FAST": "true",
         "MLSYS_DASK_WORKERS": "2",
         "DASK_SCHEDULER_ADDRESS": "",
+        "MLSYS_SERVE_MAX_BATCH": "1000",
+        "MLSYS_SERVE_FALLBACK": "true",
+        "MLSYS_PREDICTION_LOG_ROWS": "256",
+        "MLSYS_PREDICTION_LOG_MS": "200",
     }
 
 
