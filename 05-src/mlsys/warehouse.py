@@ -5,20 +5,25 @@ default, PostgreSQL when `.env` sets `DATABASE_URL=postgresql+psycopg://...` (se
 `load_warehouse(engine)` is the ETL's load step: it creates any missing table below and replaces the
 contents of every table with the validated rows from `mlsys.data` in one transaction, so running
 it twice leaves exactly the same rows (idempotent), and a failure half-way leaves the previous load.
+It refuses to replace a table that has rows with an empty one (say, a header-only file) unless
+called with `allow_empty=True`.
 
 Tables (all timestamps are UTC, stored without a time zone so SQLite and PostgreSQL compare them
 the same way):
 
-* `flights`    — surrogate key `flight_id` (0-based row number in the raw file, the same
+* `flights`    — surrogate key `flight_id` (0-based data-row number in the raw file, the same
   `flight_id` as in the feature table: both come from `data.source_rows`) and the natural key
   (time_hour, carrier, flight) as a UNIQUE constraint;
 * `weather`    — key (origin, time_hour); `planes` — tailnum; `airports` — faa; `airlines` — carrier;
-* `quarantine` — rows that failed validation: table_name, line in the raw file, reason, and the
-  raw row as JSON text;
+* `quarantine` — rows that failed validation: table_name, physical line in the raw file (blank
+  lines counted), reason, and the raw row as JSON text;
 * `predictions` — written by the prediction service (later lesson), one row per prediction:
   which flight, which model name and version, the probability, the decision time it was made
   for and when it was requested. Loading never touches it, and it has no foreign key to
   `flights` so that reloading flights does not cascade into the prediction log.
+
+String columns are as wide as `data.SCHEMAS` says (`max_length`), which validation enforces, so
+PostgreSQL never refuses a validated row.
 """
 
 from __future__ import annotations
@@ -52,9 +57,19 @@ class WarehouseUnavailable(RuntimeError):
     """The configured database cannot be reached; the message says what to start."""
 
 
+class EmptyLoadError(ValueError):
+    """A load would replace a non-empty warehouse table with no rows (`allow_empty=True` permits it)."""
+
+
 # --------------------------------------------------------------------------- schema
 
 metadata = sa.MetaData()
+
+
+def _text(table: str, column: str, **kwargs: object) -> sa.Column:
+    """A `String` column as wide as `data.SCHEMAS` allows, so every accepted value fits (PostgreSQL checks)."""
+    return sa.Column(column, sa.String(data.SCHEMAS[table].columns[column].max_length), **kwargs)
+
 
 flights = sa.Table(
     "flights",
@@ -69,11 +84,11 @@ flights = sa.Table(
     sa.Column("arr_time", sa.Integer),
     sa.Column("sched_arr_time", sa.Integer, nullable=False),
     sa.Column("arr_delay", sa.Float),
-    sa.Column("carrier", sa.String(2), nullable=False),
+    _text("flights", "carrier", nullable=False),
     sa.Column("flight", sa.Integer, nullable=False),
-    sa.Column("tailnum", sa.String(8)),
-    sa.Column("origin", sa.String(3), nullable=False),
-    sa.Column("dest", sa.String(3), nullable=False),
+    _text("flights", "tailnum"),
+    _text("flights", "origin", nullable=False),
+    _text("flights", "dest", nullable=False),
     sa.Column("air_time", sa.Float),
     sa.Column("distance", sa.Float, nullable=False),
     sa.Column("hour", sa.Integer, nullable=False),
@@ -85,7 +100,7 @@ flights = sa.Table(
 weather = sa.Table(
     "weather",
     metadata,
-    sa.Column("origin", sa.String(3), primary_key=True),
+    _text("weather", "origin", primary_key=True),
     sa.Column("time_hour", sa.DateTime, primary_key=True),
     sa.Column("year", sa.Integer, nullable=False),
     sa.Column("month", sa.Integer, nullable=False),
@@ -100,35 +115,35 @@ weather = sa.Table(
 planes = sa.Table(
     "planes",
     metadata,
-    sa.Column("tailnum", sa.String(8), primary_key=True),
+    _text("planes", "tailnum", primary_key=True),
     sa.Column("year", sa.Integer),
-    sa.Column("type", sa.String(40), nullable=False),
-    sa.Column("manufacturer", sa.String(60), nullable=False),
-    sa.Column("model", sa.String(40), nullable=False),
+    _text("planes", "type", nullable=False),
+    _text("planes", "manufacturer", nullable=False),
+    _text("planes", "model", nullable=False),
     sa.Column("engines", sa.Integer, nullable=False),
     sa.Column("seats", sa.Integer, nullable=False),
     sa.Column("speed", sa.Float),
-    sa.Column("engine", sa.String(40), nullable=False),
+    _text("planes", "engine", nullable=False),
 )
 
 airports = sa.Table(
     "airports",
     metadata,
-    sa.Column("faa", sa.String(4), primary_key=True),
-    sa.Column("name", sa.String(100), nullable=False),
+    _text("airports", "faa", primary_key=True),
+    _text("airports", "name", nullable=False),
     sa.Column("lat", sa.Float, nullable=False),
     sa.Column("lon", sa.Float, nullable=False),
     sa.Column("alt", sa.Float, nullable=False),
     sa.Column("tz", sa.Integer, nullable=False),
-    sa.Column("dst", sa.String(1), nullable=False),
-    sa.Column("tzone", sa.String(40)),
+    _text("airports", "dst", nullable=False),
+    _text("airports", "tzone"),
 )
 
 airlines = sa.Table(
     "airlines",
     metadata,
-    sa.Column("carrier", sa.String(2), primary_key=True),
-    sa.Column("name", sa.String(100), nullable=False),
+    _text("airlines", "carrier", primary_key=True),
+    _text("airlines", "name", nullable=False),
 )
 
 quarantine = sa.Table(
@@ -231,8 +246,9 @@ def table_frames(settings: Settings | None = None, months: Sequence[int] | None 
     frames: dict[str, pd.DataFrame] = {}
     quarantined = []
     for name in data.TABLES:
-        table = data.load_table(name, settings)
-        bad = data.load_quarantine(name, settings)
+        # accepted rows and quarantine of the same input file, their counts checked by `data`
+        result = data.load_validated(name, settings)
+        table, bad = result.accepted, result.quarantined
         if name == "flights":
             table = table.assign(flight_id=data.source_rows(len(table), bad))
         if months is not None and name in ("flights", "weather"):
@@ -244,7 +260,8 @@ def table_frames(settings: Settings | None = None, months: Sequence[int] | None 
 
 
 def _quarantine_rows(name: str, bad: pd.DataFrame) -> pd.DataFrame:
-    raw_cols = [c for c in bad.columns if c not in ("line", "reason")]
+    """Quarantined rows as warehouse rows: table, physical line, reason, the original text as JSON."""
+    raw_cols = [c for c in bad.columns if c not in data.QUARANTINE_COLUMNS]
     raw = [json.dumps({c: (None if pd.isna(v) else str(v)) for c, v in zip(raw_cols, row)}) for row in bad[raw_cols].itertuples(index=False)]
     return pd.DataFrame(
         {"table_name": name, "line": pd.to_numeric(bad["line"]).astype("int64"), "reason": bad["reason"].astype(str), "raw": raw}
@@ -256,11 +273,14 @@ def _column_values(series: pd.Series, sqlite: bool) -> list[object]:
 
     SQLite has no timestamp type; SQLAlchemy stores `DateTime` there as ISO text
     (`2013-01-01 10:00:00.000000`), so that is what we write, and it still reads back as datetime.
+    Both that text and PostgreSQL's `timestamp` hold microseconds (`data.TIMESTAMP_RESOLUTION`),
+    which is why validation compares keys at that precision and refuses finer timestamps.
     """
     missing = series.isna().to_numpy()
     if isinstance(series.dtype, pd.DatetimeTZDtype):
         series = series.dt.tz_convert("UTC").dt.tz_localize(None)
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        series = series.dt.floor(data.TIMESTAMP_RESOLUTION)  # what both dialects keep, stated once
         values = series.dt.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else pd.Series(series.dt.to_pydatetime(), dtype=object)
         out = values.astype(object).to_numpy(copy=True)
     elif pd.api.types.is_integer_dtype(series.dtype):
@@ -302,17 +322,19 @@ def _insert(conn: Connection, table: sa.Table, df: pd.DataFrame) -> None:
 
 
 def load_warehouse(
-    eng: Engine, settings: Settings | None = None, months: Sequence[int] | None = None
+    eng: Engine, settings: Settings | None = None, months: Sequence[int] | None = None, *, allow_empty: bool = False
 ) -> pd.DataFrame:
     """Replace the warehouse's tables with the validated data, idempotently, in one transaction.
 
     Returns one row per table: rows accepted by validation (the source), rows now in the warehouse
-    and seconds spent loading it.
+    and seconds spent loading it. A data table that has rows is never replaced by an empty one
+    (`EmptyLoadError`, nothing changed) unless `allow_empty=True`; the quarantine may become empty.
     """
     create_schema(eng)
     frames = table_frames(settings, months)
     rows = []
     with eng.begin() as conn:
+        _refuse_empty_replacements(conn, frames, months, allow_empty)
         for name in LOADED:
             start = time.perf_counter()
             table = metadata.tables[name]
@@ -323,6 +345,23 @@ def load_warehouse(
     counts = pd.DataFrame(rows).set_index("table")
     logger.info("warehouse loaded ({}): {} rows", eng.dialect.name, int(counts["warehouse rows"].sum()))
     return counts
+
+
+def _refuse_empty_replacements(conn: Connection, frames: dict[str, pd.DataFrame], months: Sequence[int] | None, allow_empty: bool) -> None:
+    """Raise `EmptyLoadError` before anything is deleted if an empty frame would replace stored rows."""
+    if allow_empty:
+        return
+    for name in LOADED:
+        if name == "quarantine" or len(frames[name]):
+            continue
+        stored = conn.execute(sa.select(sa.func.count()).select_from(metadata.tables[name])).scalar_one()
+        if stored:
+            scope = f" for months {list(months)}" if months is not None and name in ("flights", "weather") else ""
+            raise EmptyLoadError(
+                f"refusing to replace the {stored:,} rows of warehouse table {name!r} with an empty load: validation "
+                f"accepted no {name} rows{scope} (see data.validation_report() and data.load_quarantine({name!r})). "
+                "Nothing was changed. To empty the table on purpose, call load_warehouse(..., allow_empty=True)."
+            )
 
 
 def row_counts(eng: Engine) -> pd.Series:

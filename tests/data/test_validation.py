@@ -18,11 +18,23 @@ def _raw_flights() -> pd.DataFrame:
 def test_real_tables_pass_with_known_quarantine() -> None:
     report = data.validation_report()
     assert (report["rows in"] == report["accepted"] + report["quarantined"]).all()
-    assert report.loc["flights", "rows in"] == 336_776
-    assert report.loc["weather", "rows in"] == 26_115
-    # the one weather row with a 1,048 mph wind is the data set's known glitch
+    # every real flight passes, the local-time/UTC and calendar-date rules included
+    assert report.loc["flights"].tolist() == [336_776, 336_776, 0]
+    assert report.loc["weather"].tolist() == [26_115, 26_114, 1]
+    assert report.loc["planes"].tolist() == [3_322, 3_322, 0]
+    assert report.loc["airports"].tolist() == [1_458, 1_458, 0]
+    assert report.loc["airlines"].tolist() == [16, 16, 0]
+    # the one weather row with a 1,048 mph wind is the data set's known glitch (EWR 2013-02-12 03:00 local)
     quarantined = data.load_quarantine("weather")
-    assert len(quarantined) == 1 and "wind_speed: above 150" in quarantined.loc[0, "reason"]
+    assert len(quarantined) == 1
+    row = quarantined.loc[0]
+    assert (row["line"], row["origin"], row["time_hour"], row["reason"]) == (1011, "EWR", "2013-02-12T08:00:00Z", "wind_speed: above 150")
+
+
+def test_flight_id_is_the_raw_row_number() -> None:
+    """No flight is quarantined and the file has no blank lines, so flight_id is 0..n-1 in file order."""
+    flights = data.load_flights()
+    assert flights["flight_id"].tolist() == list(range(336_776))
 
 
 def test_checksums_match_committed_files() -> None:
@@ -81,7 +93,7 @@ def test_tampered_raw_file_fails_its_checksum(tmp_path: Path) -> None:
         (raw_dir / name).write_bytes((real / name).read_bytes())
     (raw_dir / "airlines.csv").write_text("carrier,name\nZZ,Tampered\n")
     settings = load_settings(env_file=tmp_path / "none", environ={"MLSYS_DATA_DIR": str(tmp_path)})
-    with pytest.raises(data.ChecksumError, match="airlines.csv"):
+    with pytest.raises(data.ChecksumError, match=r"airlines\.csv does not match .*python -m mlsys\.data checksums"):
         data.ensure_raw(settings)
 
 

@@ -7,11 +7,7 @@ loaded whole. The PostgreSQL test uses its own schema, created and dropped aroun
 from __future__ import annotations
 
 import json
-import os
 import socket
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pandas as pd
 import pytest
@@ -21,7 +17,6 @@ from mlsys import data, warehouse
 from mlsys.config import get_settings, override
 
 MONTHS = [1]
-PG_URL = os.environ.get("DATABASE_URL_TEST", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 def expected_counts() -> dict[str, int]:
@@ -136,6 +131,11 @@ def test_flight_ids_skip_quarantined_lines():
     quarantined = pd.DataFrame({"line": ["3", "5"]})  # data rows 1 and 3 (0-based)
     assert data.source_rows(4, quarantined).tolist() == [0, 2, 4, 5]
     assert data.source_rows(3, quarantined.iloc[:0]).tolist() == [0, 1, 2]
+    # after blank lines the physical line no longer gives the data row: data_row does
+    quarantined = pd.DataFrame({"line": [9, 12], "data_row": [1, 3]})
+    assert data.source_rows(4, quarantined).tolist() == [0, 2, 4, 5]
+    with pytest.raises(data.IngestError, match="not distinct rows"):
+        data.source_rows(4, pd.DataFrame({"line": [9, 12], "data_row": [1, 1]}))
 
 
 def test_late_rates_roll_up_the_cube():
@@ -166,35 +166,9 @@ def test_unreachable_postgres_says_what_to_start():
     assert "secret" not in message  # the password is masked
 
 
-@contextmanager
-def isolated_schema() -> Iterator[sa.Engine]:
-    """An engine whose tables live in a new, uniquely named schema, dropped afterwards.
-
-    Called inside the test (not a fixture) so that a missing server makes the test itself FAIL
-    in CI, and skip only on a laptop without PostgreSQL.
-    """
-    try:
-        admin = warehouse.connect(PG_URL)
-    except warehouse.WarehouseUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI: {exc}")
-        pytest.skip(f"PostgreSQL not reachable: {exc}")
-    schema = f"mlsys_test_{uuid.uuid4().hex[:10]}"
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    eng = warehouse.connect(PG_URL, schema=schema)
-    try:
-        yield eng
-    finally:
-        eng.dispose()
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
-
-
 @pytest.mark.postgres
-def test_postgres_load_is_idempotent_and_complete():
-    with isolated_schema() as eng:
+def test_postgres_load_is_idempotent_and_complete(pg_schema):
+    with pg_schema() as eng:
         check_idempotent_load(eng)
         with eng.connect() as conn:
             schema = conn.execute(sa.text("SELECT current_schema()")).scalar_one()
