@@ -173,3 +173,23 @@ def roundtrip_dtypes(df: pd.DataFrame, rows: int = 1000) -> pd.DataFrame:
         out[f"after {fmt}"] = frame.dtypes.astype(str)
     out.index.name = "column"
     return out
+
+
+def arrow_table(df: pd.DataFrame):  # noqa: ANN201 - a pyarrow Table
+    """`df` as an Arrow table, without pandas' deprecation warnings about tz-aware columns."""
+    import pyarrow as pa
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return pa.Table.from_pandas(df, preserve_index=False)
+
+
+def parquet_size(df: pd.DataFrame, compression: str | None = "snappy") -> int:
+    """Bytes of `df` written as Parquet with `compression` ("none", "snappy", "zstd", "gzip", ...)."""
+    import pyarrow.parquet as pq
+
+    with tempfile.TemporaryDirectory(prefix="mlsys-formats-") as tmp:
+        path = Path(tmp) / "table.parquet"
+        pq.write_table(arrow_table(df), path, compression=compression)
+        return path.stat().st_size

@@ -644,3 +644,262 @@ def as_known_at(flights_df: pd.DataFrame, weather_df: pd.DataFrame, t0: pd.Times
     if "late" in f:  # the label is an outcome too
         f["late"] = f["late"].astype("float64").where(~future)
     return f, weather_df.loc[weather_known_at(weather_df) <= t0].copy()
+
+
+# --------------------------------------------------------------------------- lesson 02: stamped is not known
+
+
+def _ny(ts: pd.Series | pd.Timestamp) -> pd.Series | pd.Timestamp:
+    """UTC timestamps as New York wall-clock time without a zone (how the desk reads them)."""
+    if isinstance(ts, pd.Series):
+        return ts.dt.tz_convert(data.NYC_TZ).dt.tz_localize(None)
+    return ts.tz_convert(data.NYC_TZ).tz_localize(None)
+
+
+def weather_by_rule(flights_df: pd.DataFrame, weather_df: pd.DataFrame, lead: pd.Timedelta = DECISION_LEAD) -> pd.DataFrame:
+    """Per flight, the weather row each availability rule picks at its decision time.
+
+    *stamped* (the old rule): the latest row at the origin stamped at or before the decision time;
+    *known*: the latest row already complete then (stamp + `features.WEATHER_KNOWN_AFTER` <= decision
+    time). Built from the weather table and the constant alone, not from the feature code, so it
+    checks that code rather than repeating it. `reads_future` marks flights whose stamped row was
+    not known yet at the decision time.
+    """
+    from mlsys.features import WEATHER_KNOWN_AFTER
+
+    keep = [c for c in ("flight_id", "origin", "split") if c in flights_df]
+    left = flights_df[keep].assign(decision_time=(flights_df["sched_dep_utc"] - lead).astype("datetime64[ns, UTC]"))
+    left = left.sort_values("decision_time")
+    wx = weather_df[["origin", "time_hour", "precip", "visib"]].copy()
+    wx["time_hour"] = wx["time_hour"].astype("datetime64[ns, UTC]")
+    out = left
+    for rule, shift in (("stamped", pd.Timedelta(0)), ("known", WEATHER_KNOWN_AFTER)):
+        right = wx.assign(available=wx["time_hour"] + shift).sort_values("available")
+        right = right.rename(columns={"time_hour": f"{rule}_time", "precip": f"{rule}_precip", "visib": f"{rule}_visib"})
+        out = pd.merge_asof(out, right, left_on="decision_time", right_on="available", by="origin", direction="backward")
+        out = out.drop(columns="available")
+    out["reads_future"] = out["stamped_time"] + WEATHER_KNOWN_AFTER > out["decision_time"]
+    return out.set_index("flight_id").sort_index()
+
+
+def weather_rule_summary(rules: pd.DataFrame, by: str = "split") -> pd.DataFrame:
+    """Per group (`by`): flights, and how often the stamped rule reads a row not yet known and changes a value."""
+    both = rules.dropna(subset=["stamped_time", "known_time"])
+    grouped = both.groupby(by, sort=False)
+    out = pd.DataFrame(
+        {
+            "flights": grouped.size(),
+            "stamped row not yet known (share)": grouped["reads_future"].mean(),
+            "precipitation differs (share)": grouped.apply(lambda g: (g["stamped_precip"] != g["known_precip"]).mean()),
+            "visibility differs (share)": grouped.apply(lambda g: (g["stamped_visib"] != g["known_visib"]).mean()),
+        }
+    )
+    return out.round(4)
+
+
+def weather_rows_around(eng: Engine, flight_id: int, hours_before: int = 3, lead: pd.Timedelta = DECISION_LEAD) -> pd.DataFrame:
+    """The weather rows at a flight's origin from `hours_before` the decision time to its departure, in New York time.
+
+    Queried from the warehouse; for each row: its stamp, when it became known, precipitation,
+    visibility, and which availability rule picks it at the decision time (`weather_by_rule`).
+    """
+    from mlsys.features import WEATHER_KNOWN_AFTER
+
+    with eng.connect() as conn:
+        me = dict(conn.execute(sa.select(flights).where(flights.c.flight_id == flight_id)).mappings().one())
+        departure = pd.Timestamp(me["time_hour"]) + pd.Timedelta(minutes=me["minute"])
+        decision = departure - lead
+        query = (
+            sa.select(weather.c.time_hour, weather.c.precip, weather.c.visib)
+            .where(
+                weather.c.origin == me["origin"],
+                weather.c.time_hour >= (decision - pd.Timedelta(hours=hours_before)).to_pydatetime(),
+                weather.c.time_hour <= departure.to_pydatetime(),
+            )
+            .order_by(weather.c.time_hour)
+        )
+        rows = pd.read_sql(query, conn)
+    stamp = pd.to_datetime(rows["time_hour"]).dt.tz_localize("UTC")
+    known = stamp + WEATHER_KNOWN_AFTER
+    t0 = decision.tz_localize("UTC")
+    out = pd.DataFrame(
+        {
+            "stamped": _ny(stamp),
+            "known from": _ny(known),
+            "precip": rows["precip"],
+            "visib": rows["visib"],
+        }
+    )
+    out["stamped rule picks"] = np.where(stamp == stamp[stamp <= t0].max(), "<-", "")
+    out["known rule picks"] = np.where(stamp == stamp[known <= t0].max(), "<-", "")
+    out.index = pd.Index([f"{me['origin']} {s:%H:%M}" for s in out["stamped"]], name="row")
+    return out
+
+
+def aircraft_previous_departure(flights_df: pd.DataFrame, flight_id: int, lead: pd.Timedelta = DECISION_LEAD) -> pd.Series:
+    """The same aircraft's latest departure from New York before this flight's scheduled departure.
+
+    With how long before the decision time it left and whether `features.tail_history` can use it
+    (it looks back 24 h from the decision time). Empty when the aircraft has no earlier departure.
+    """
+    me = flights_df.loc[flights_df["flight_id"] == flight_id].iloc[0]
+    decision = me["sched_dep_utc"] - lead
+    same = flights_df[(flights_df["tailnum"] == me["tailnum"]) & (flights_df["actual_dep_utc"] < me["sched_dep_utc"])]
+    same = same[same["flight_id"] != flight_id]
+    if same.empty:
+        return pd.Series(dtype=object)
+    prev = same.sort_values("actual_dep_utc").iloc[-1]
+    before = decision - prev["actual_dep_utc"]
+    return pd.Series(
+        {
+            "tailnum": me["tailnum"],
+            "flight_id": int(prev["flight_id"]),
+            "route": f"{prev['carrier']}{prev['flight']} {prev['origin']} -> {prev['dest']}",
+            "departed (New York time)": _ny(prev["actual_dep_utc"]),
+            "hours before the decision time": round(before.total_seconds() / 3600, 1),
+            "within the 24 h look-back": bool(pd.Timedelta(0) < before <= pd.Timedelta(hours=24)),
+        },
+        dtype=object,
+    )
+
+
+def plot_point_in_time(flights_df: pd.DataFrame, weather_df: pd.DataFrame, flight_id: int, hours_before: int = 3, lead: pd.Timedelta = DECISION_LEAD):  # noqa: ANN201 - a matplotlib Figure
+    """Timeline of one flight in New York time: the decision time, each weather row's hour of observations
+    and the moment it became known, the aircraft's previous departure, and the scheduled and actual departure."""
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    from mlsys.features import WEATHER_KNOWN_AFTER
+
+    me = flights_df.loc[flights_df["flight_id"] == flight_id].iloc[0]
+    sched, decision = me["sched_dep_utc"], me["sched_dep_utc"] - lead
+    start = decision - pd.Timedelta(hours=hours_before)
+    end = max(sched, me["actual_dep_utc"] if pd.notna(me["actual_dep_utc"]) else sched) + pd.Timedelta(minutes=40)
+    wx = weather_df[(weather_df["origin"] == me["origin"]) & weather_df["time_hour"].between(start, sched)].sort_values("time_hour")
+    stamped_pick = wx.loc[wx["time_hour"] <= decision, "time_hour"].max()
+    known_pick = wx.loc[wx["time_hour"] + WEATHER_KNOWN_AFTER <= decision, "time_hour"].max()
+
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    labels = []
+    for i, (stamp, precip, visib) in enumerate(zip(wx["time_hour"], wx["precip"], wx["visib"], strict=True)):
+        y = len(wx) - i
+        color = "tab:green" if stamp == known_pick else ("tab:red" if stamp == stamped_pick else "tab:gray")
+        ax.plot([_ny(stamp), _ny(stamp + pd.Timedelta(minutes=51))], [y, y], color=color, linewidth=7, alpha=0.45, solid_capstyle="butt")
+        ax.plot([_ny(stamp + WEATHER_KNOWN_AFTER)], [y], marker="o", color=color)
+        labels.append((y, f"row {_ny(stamp):%H:%M}: precip {precip:.2f}, visib {visib:g} mi"))
+    ax.set_yticks([y for y, _ in labels], [text for _, text in labels], fontsize=8)
+    events = [("decision time", decision, "black", "-"), ("scheduled departure", sched, "tab:blue", "--")]
+    if pd.notna(me["actual_dep_utc"]):
+        events.append(("actual departure", me["actual_dep_utc"], "tab:purple", ":"))
+    prev = aircraft_previous_departure(flights_df, flight_id, lead)
+    if not prev.empty and prev["departed (New York time)"] >= _ny(start):
+        events.append(("aircraft's previous departure", prev["departed (New York time)"].tz_localize(data.NYC_TZ), "tab:orange", "-."))
+        note = ""
+    elif prev.empty:
+        note = f"aircraft {me['tailnum']}: no earlier departure from New York"
+    else:
+        note = (
+            f"aircraft {me['tailnum']}'s previous departure from New York: {prev['departed (New York time)']:%d %b %H:%M} "
+            f"({prev['route']}), {prev['hours before the decision time']:g} h before the decision time"
+        )
+    handles = []
+    for label, when, color, style in events:
+        ax.axvline(_ny(when), color=color, linestyle=style, linewidth=1.5)
+        handles.append(Line2D([], [], color=color, linestyle=style, label=f"{label} {_ny(when):%H:%M}"))
+    handles += [
+        Line2D([], [], color="tab:red", linewidth=6, alpha=0.45, label="row the stamped rule picks"),
+        Line2D([], [], color="tab:green", linewidth=6, alpha=0.45, label="row the known rule picks"),
+        Line2D([], [], color="gray", marker="o", linestyle="", label="row known (:52)"),
+    ]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    ax.set_ylim(0.4, len(wx) + 0.6)
+    ax.set_xlim(_ny(start) - pd.Timedelta(minutes=10), _ny(end))
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
+    ax.set_xlabel(f"New York time, {_ny(sched):%d %b %Y}; a bar spans the reports a row is built from (up to :51)" + (f"\n{note}" if note else ""))
+    ax.set_title(f"flight {flight_id}, {me['carrier']}{me['flight']} {me['origin']} -> {me['dest']}: what is known at the decision time")
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- lesson 02: OLTP and OLAP, ETL and ELT
+
+#: One flight by its key, as the prediction service asks for it (OLTP), and an aggregate over all flights (OLAP).
+WORKLOAD_SQL = {
+    "OLTP: one flight by its key": "SELECT * FROM flights WHERE flight_id = :flight_id",
+    "OLAP: late share per carrier": (
+        "SELECT carrier, COUNT(*) AS flights, AVG(CASE WHEN arr_delay IS NULL OR arr_delay >= 15 THEN 1.0 ELSE 0.0 END) AS late_share "
+        "FROM flights GROUP BY carrier"
+    ),
+}
+
+
+def access_path(conn: Connection, sql: str, params: dict[str, object]) -> str:
+    """'full scan' when the query plan reads any table whole, else 'index lookup' (SQLite or PostgreSQL).
+
+    Read from the database's own plan: SQLite's `EXPLAIN QUERY PLAN` says SCAN or SEARCH per table,
+    PostgreSQL's `EXPLAIN` says Seq Scan or Index Scan.
+    """
+    if conn.dialect.name == "sqlite":
+        steps = [str(r[-1]).strip() for r in conn.execute(sa.text(f"EXPLAIN QUERY PLAN {sql}"), params)]
+        return "full scan" if any(s.startswith("SCAN") for s in steps) else "index lookup"
+    if conn.dialect.name == "postgresql":
+        plan = " ".join(str(r[0]) for r in conn.execute(sa.text(f"EXPLAIN {sql}"), params))
+        return "full scan" if "Seq Scan" in plan else "index lookup"
+    return "unknown"
+
+
+def oltp_vs_olap(eng: Engine, flight_id: int, repeat: int = 5) -> pd.DataFrame:
+    """Time a key lookup and an aggregate on the flights table, with the rows each must read.
+
+    Rows read follow from the database's query plan: an index lookup reads the matching row, a full
+    scan every row of the table. Times are the best of `repeat` runs.
+    """
+    params = {"flight_id": int(flight_id)}
+    rows = []
+    with eng.connect() as conn:
+        total = conn.execute(sa.text("SELECT COUNT(*) FROM flights")).scalar_one()
+        for name, sql in WORKLOAD_SQL.items():
+            p = params if ":flight_id" in sql else {}
+            best, result = float("inf"), []
+            for _ in range(max(repeat, 1)):
+                start = time.perf_counter()
+                result = conn.execute(sa.text(sql), p).fetchall()
+                best = min(best, time.perf_counter() - start)
+            path = access_path(conn, sql, p)
+            rows.append(
+                {
+                    "query": name,
+                    "access path": path,
+                    "rows read": len(result) if path == "index lookup" else int(total),
+                    "rows returned": len(result),
+                    "seconds": best,
+                }
+            )
+    return pd.DataFrame(rows).set_index("query")
+
+
+def elt_weather(raw_csv: Path, max_wind_speed: float) -> pd.DataFrame:
+    """Extract-load-transform for the weather file in a throwaway in-memory SQLite database.
+
+    Load: every raw row as text into `weather_raw`, nothing checked. Transform, afterwards and in
+    SQL: typed columns and the rule that validation applies (`wind_speed` at most `max_wind_speed`),
+    into `weather_clean`. Returns the row count of each table; the raw rows stay, so a changed
+    transform can be rerun without extracting again.
+    """
+    raw = pd.read_csv(raw_csv, dtype=str, keep_default_na=False)
+    eng = sa.create_engine("sqlite://")
+    with eng.begin() as conn:
+        raw.to_sql("weather_raw", conn, index=False)
+        conn.execute(
+            sa.text(
+                "CREATE TABLE weather_clean AS "
+                "SELECT origin, time_hour, CAST(NULLIF(precip, 'NA') AS REAL) AS precip, CAST(NULLIF(visib, 'NA') AS REAL) AS visib, "
+                "CAST(NULLIF(wind_speed, 'NA') AS REAL) AS wind_speed FROM weather_raw "
+                "WHERE NULLIF(wind_speed, 'NA') IS NULL OR CAST(wind_speed AS REAL) <= :limit"
+            ),
+            {"limit": max_wind_speed},
+        )
+        counts = {t: conn.execute(sa.text(f"SELECT COUNT(*) FROM {t}")).scalar_one() for t in ("weather_raw", "weather_clean")}
+    eng.dispose()
+    return pd.Series(counts, name="rows").to_frame()
