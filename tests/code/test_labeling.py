@@ -90,3 +90,24 @@ def test_label_model_trusts_the_lf_that_agrees_with_the_others() -> None:
 def test_weak_label_scores_ignore_uncovered_rows() -> None:
     scores = labeling.weak_label_scores(np.array([1, 0, 1, 0]), np.array([1, 1, -1, -1]))
     assert scores == {"coverage": 0.5, "accuracy": 0.5, "precision": 0.5, "recall": 1.0, "late_share": 1.0}
+
+
+def test_arrival_is_localised_at_the_destination_and_wraps_past_midnight() -> None:
+    flights = pd.DataFrame(
+        {
+            "year": [2013, 2013, 2013],
+            "month": [7, 7, 1],
+            "day": [1, 1, 1],
+            "dest": ["LAX", "SJU", "LAX"],
+            "arr_time": [1000.0, 130.0, np.nan],
+            "arr_delay": [0.0, 5.0, np.nan],
+            "actual_dep_utc": pd.to_datetime(["2013-07-01 13:00", "2013-07-02 01:30", "2013-01-01 12:00"], utc=True),
+            "cancelled": [False, False, True],
+            "diverted": [False, False, False],
+        }
+    )
+    airports = pd.DataFrame({"faa": ["LAX"], "tzone": ["America/Los_Angeles"]})
+    arrival = labeling.actual_arrival_utc(flights, airports)
+    assert arrival[0] == pd.Timestamp("2013-07-01 17:00", tz="UTC")  # 10:00 PDT
+    assert arrival[1] == pd.Timestamp("2013-07-02 05:30", tz="UTC")  # 01:30 in Puerto Rico, the next day
+    assert pd.isna(arrival[2])  # cancelled: no landing, no label time
