@@ -17,7 +17,10 @@ everything after the decision time is deleted.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -260,18 +263,31 @@ def build_features(
     return out
 
 
-def feature_table(settings: Settings | None = None, refresh: bool = False) -> pd.DataFrame:
-    """The feature table for all 336,776 flights, built once and cached as Parquet (~10 s)."""
+def feature_cache_path(settings: Settings) -> Path:
+    """Where the feature table of these inputs is cached: keyed by the feature code's version, the
+    validation rules and the checksums of the three files it is built from, so pointing the course
+    at other data (or changing a rule) can never return a stale table."""
     from mlsys import data  # local import: data imports nothing from here, and this keeps it so
 
+    raw_dir = data.ensure_raw(settings)
+    expected = data.expected_checksums(raw_dir)
+    inputs = [expected[data.raw_path(table, raw_dir, expected).name] for table in ("flights", "weather", "planes")]
+    key = hashlib.sha256(" ".join([str(data.RULES_VERSION), *inputs]).encode()).hexdigest()[:12]
+    return settings.processed_dir / f"features-{FEATURE_VERSION}-{key}.parquet"
+
+
+def feature_table(settings: Settings | None = None, refresh: bool = False) -> pd.DataFrame:
+    """The feature table for all 336,776 flights, built once and cached as Parquet (~10 s)."""
+    from mlsys import data
+
     settings = settings or get_settings()
-    cache = settings.processed_dir / f"features-{FEATURE_VERSION}.parquet"
+    cache = feature_cache_path(settings)
     if cache.exists() and not refresh:
         return pd.read_parquet(cache)
     flights = data.load_flights(settings)
     table = build_features(flights, data.load_table("weather", settings), data.load_table("planes", settings))
     cache.parent.mkdir(parents=True, exist_ok=True)
-    partial = cache.with_suffix(".tmp")
+    partial = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
     table.to_parquet(partial, index=False)
     partial.replace(cache)  # atomic: a concurrent reader never sees half a file
     logger.info("feature table: {} rows x {} features -> {}", len(table), len(FEATURES), cache.name)
