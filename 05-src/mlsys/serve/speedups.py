@@ -29,6 +29,7 @@ import hashlib
 import math
 import platform
 import time
+from importlib.metadata import version
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
 
 from mlsys import evaluate, pipeline, promote, train
 from mlsys.config import get_settings
@@ -58,7 +60,7 @@ WARMUP = 50
 #: quick mode: DataFrame paths (about 10 ms and 50 ms a call) make this many calls instead
 QUICK_FRAME_CALLS = 100
 #: quick mode: the stacking ensemble's members learn from this many training flights (as lesson 05's
-#: fast zoo); the student still learns the teacher's probabilities on every training flight
+#: fast zoo), and the distilled student learns the teacher's probabilities on the same flights
 QUICK_MEMBER_ROWS = 10_000
 #: quick mode / full mode: test flights replayed through the online features, with and without cache
 QUICK_REPLAY, FULL_REPLAY = 24, 200
@@ -99,15 +101,15 @@ class CompiledModel:
     @classmethod
     def from_model(cls, model: Any, cache_dir: Path | None = None, columns: Sequence[str] = INPUT_COLUMNS) -> CompiledModel:
         """Compile the booster of `model` (or load it from `cache_dir`, keyed by the model's hash)."""
-        pipe, calibrator = _pipeline_and_calibrator(model)
+        pipe, calibrator, margin = _pipeline_and_calibrator(model)
         prep, estimator = pipe.steps[0][1], pipe.steps[-1][1]
         if not isinstance(prep, ColumnTransformer) or not isinstance(estimator, lgb.LGBMClassifier):
             raise ValueError(f"CompiledModel needs ColumnTransformer -> LGBMClassifier, got {type(prep).__name__} -> {type(estimator).__name__}")
         for name, transformer, _ in prep.transformers_:
-            if transformer not in ("passthrough", "drop") and not isinstance(transformer, CategoryEncoder):
+            if not (_passthrough(transformer) or transformer == "drop" or isinstance(transformer, CategoryEncoder)):
                 raise ValueError(f"CompiledModel: preprocessor block {name!r} is a {type(transformer).__name__} (passthrough or CategoryEncoder only)")
         booster = estimator.booster_
-        compiled = compile_booster(booster, cache_dir)
+        compiled = compile_booster(booster, cache_dir, raw_score=margin)
         return cls(prep, compiled, calibrator, columns, compiled.num_trees())
 
     def predict_proba(self, X: pd.DataFrame | np.ndarray | Sequence[Sequence[Any]]) -> np.ndarray:
@@ -144,49 +146,60 @@ class CompiledModel:
         return matrix
 
 
-def _pipeline_and_calibrator(model: Any) -> tuple[Pipeline, Any]:
-    """The `prep -> LGBMClassifier` pipeline inside `model` and its calibrator (None when uncalibrated)."""
+def _passthrough(transformer: Any) -> bool:
+    """True for a block that hands its columns on unchanged (a fitted "passthrough" is a FunctionTransformer)."""
+    return transformer == "passthrough" or (isinstance(transformer, FunctionTransformer) and transformer.func is None)
+
+
+def _pipeline_and_calibrator(model: Any) -> tuple[Pipeline, Any, bool]:
+    """The `prep -> LGBMClassifier` pipeline inside `model`, its calibrator (None when uncalibrated), and
+    whether the calibrator reads the raw margin.
+
+    scikit-learn calibrates `decision_function` when the estimator has one (LightGBM >= 4.7: the
+    raw margin), else `predict_proba`.
+    """
     if isinstance(model, Pipeline):
-        return model, None
+        return model, None, False
     if isinstance(model, CalibratedClassifierCV):
         if len(model.calibrated_classifiers_) != 1:
             raise ValueError(f"CompiledModel: {len(model.calibrated_classifiers_)} calibrated classifiers (one, as evaluate.calibrate fits, is supported)")
         calibrated = model.calibrated_classifiers_[0]
+        margin = hasattr(calibrated.estimator, "decision_function")
         estimator = calibrated.estimator.estimator if isinstance(calibrated.estimator, FrozenEstimator) else calibrated.estimator
         if not isinstance(estimator, Pipeline):
             raise ValueError(f"CompiledModel: the calibrated estimator is a {type(estimator).__name__}, not a Pipeline")
-        return estimator, calibrated.calibrators[0]
+        return estimator, calibrated.calibrators[0], margin
     raise ValueError(f"CompiledModel: cannot take apart a {type(model).__name__}")
 
 
-def _calibrated(calibrator: Any, p: np.ndarray) -> np.ndarray:
-    """What `CalibratedClassifierCV` makes of the model's P(late) (sigmoid or isotonic; None: unchanged)."""
-    p = np.asarray(p, dtype="float64")
+def _calibrated(calibrator: Any, score: np.ndarray) -> np.ndarray:
+    """What `CalibratedClassifierCV` makes of the model's score (sigmoid or isotonic; None: the score is P(late))."""
+    score = np.asarray(score, dtype="float64")
     if calibrator is None:
-        return p
+        return score
     if isinstance(calibrator, IsotonicRegression):
-        out = np.asarray(calibrator.predict(p), dtype="float64")
+        out = np.asarray(calibrator.predict(score), dtype="float64")
     else:  # scikit-learn's _SigmoidCalibration, the same expression
-        out = expit(-(calibrator.a_ * p + calibrator.b_))
+        out = expit(-(calibrator.a_ * score + calibrator.b_))
     out[(out > 1.0) & (out <= 1.0 + 1e-5)] = 1.0
     return out
 
 
-def compile_booster(booster: lgb.Booster, cache_dir: Path | None = None) -> Any:
-    """The booster compiled by lleaves; the object file is cached by the model's hash (about 10 s to build).
+def compile_booster(booster: lgb.Booster, cache_dir: Path | None = None, raw_score: bool = False) -> Any:
+    """The booster compiled by lleaves (the margin if `raw_score`, else P(late)); the object file is
+    cached by the model's hash (about 10 s to build).
 
     `finline=False`: measured here on the 300-tree champion, compiling took 11 s instead of 57 s
     and a single-row prediction 13.5 µs instead of 11.7 µs.
     """
     try:
         import lleaves
-        import llvmlite
     except ImportError as exc:  # pyproject installs lleaves on Python 3.11-3.13 only
         raise RuntimeError(
             "the compiled variant needs lleaves (`make install` on Python 3.11-3.13); its llvmlite < 0.45 has no wheels for 3.14"
         ) from exc
     text = booster.model_to_string()
-    key = hashlib.sha256(f"{text}|{lleaves.__version__}|{llvmlite.__version__}|{platform.machine()}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{text}|{raw_score}|{version('lleaves')}|{version('llvmlite')}|{platform.machine()}".encode()).hexdigest()[:16]
     cache_dir = Path(cache_dir) if cache_dir is not None else get_settings().processed_dir / "compiled"
     cache_dir.mkdir(parents=True, exist_ok=True)
     model_file, binary = cache_dir / f"lgbm-{key}.txt", cache_dir / f"lgbm-{key}.o"
@@ -196,12 +209,12 @@ def compile_booster(booster: lgb.Booster, cache_dir: Path | None = None) -> Any:
         partial.replace(model_file)
     compiled = lleaves.Model(model_file=str(model_file))
     if binary.exists():
-        compiled.compile(cache=str(binary), finline=False)
+        compiled.compile(cache=str(binary), raw_score=raw_score, finline=False)
         return compiled
     # compile to a private file, then move it in place: a concurrent reader never sees half a file
     partial = binary.with_suffix(f".{time.monotonic_ns()}.tmp")
     start = time.perf_counter()
-    compiled.compile(cache=str(partial), finline=False)
+    compiled.compile(cache=str(partial), raw_score=raw_score, finline=False)
     partial.replace(binary)
     logger.info("lleaves compiled {} trees in {}", compiled.num_trees(), duration(time.perf_counter() - start).strip())
     return compiled
@@ -231,20 +244,28 @@ def stacking_teacher(splits: Mapping[str, pd.DataFrame], seed: int = 42, member_
     return train.stacking_model(members).fit(Xv, yv)
 
 
-def distil(teacher: Any, splits: Mapping[str, pd.DataFrame], seed: int = 42) -> Pipeline:
-    """One LightGBM (the champion's recipe) trained on the teacher's probabilities for every training flight.
+def distil(teacher: Any, splits: Mapping[str, pd.DataFrame], seed: int = 42, rows: int | None = None, rounds: int = 50) -> Pipeline:
+    """One LightGBM (the champion's recipe at learning rate 0.1) trained on the teacher's probabilities.
 
-    Soft labels as classification: each flight appears once as late with weight p and once as on
-    time with weight 1 - p, so LightGBM minimises the cross-entropy to the teacher's p, and the
-    student stays an `LGBMClassifier` pipeline the lean path and `CompiledModel` take apart.
+    The transfer set is `rows` seeded training flights (all when None). Soft labels as classification: each flight appears
+    once as late with weight p and once as on time with weight 1 - p, so LightGBM minimises the
+    cross-entropy to the teacher's p, and the student stays an `LGBMClassifier` pipeline that the
+    lean path and `CompiledModel` take apart. Its number of trees is chosen by early stopping on
+    the validation flights' true labels.
     """
-    X = splits["train"][INPUT_COLUMNS]
+    X = train.subsample(splits["train"], rows, seed)[INPUT_COLUMNS]
     p = np.clip(teacher.predict_proba(X)[:, 1], 0.0, 1.0)
     doubled = pd.concat([X, X], ignore_index=True)
     labels = np.concatenate([np.ones(len(X), dtype="int64"), np.zeros(len(X), dtype="int64")])
     weights = np.concatenate([p, 1.0 - p])
-    student = evaluate.constrained_lightgbm(seed=seed, n_jobs=1)
-    return student.fit(doubled, labels, model__sample_weight=weights)
+    student = evaluate.constrained_lightgbm(seed=seed, n_jobs=1, learning_rate=FEWER_TREES_LEARNING_RATE)
+    prep = student.named_steps["prep"].fit(doubled)
+    Xv, yv = train.xy(splits["valid"])
+    student.named_steps["model"].fit(
+        prep.transform(doubled), labels, sample_weight=weights, eval_X=prep.transform(Xv), eval_y=yv,
+        callbacks=[lgb.early_stopping(rounds, verbose=False)],
+    )
+    return student
 
 
 # --------------------------------------------------------------------------- variants and timing
@@ -303,7 +324,7 @@ def lean_model(model: Any) -> Any:
 
 def n_trees(model: Any) -> int:
     """Trees the model's booster uses when predicting (its best iteration after early stopping)."""
-    pipe, _ = _pipeline_and_calibrator(model)
+    pipe, _, _ = _pipeline_and_calibrator(model)
     estimator = pipe.steps[-1][1]
     best = getattr(estimator, "best_iteration_", None)
     return int(best) if best else int(estimator.booster_.num_trees())
@@ -524,9 +545,10 @@ def build_variants(
     champion = champion if champion is not None else promote.fit_champion(splits, seed=seed)
     trees = n_trees(champion)
     fewer = fewer_trees_model(splits, seed)
-    teacher = stacking_teacher(splits, seed, member_rows=QUICK_MEMBER_ROWS if quick else None)
-    student = distil(teacher, splits, seed)
-    member_note = f"members on {QUICK_MEMBER_ROWS:,} training flights" if quick else "members on every training flight"
+    rows = QUICK_MEMBER_ROWS if quick else None
+    teacher = stacking_teacher(splits, seed, member_rows=rows)
+    student = distil(teacher, splits, seed, rows=rows)
+    flights = f"{QUICK_MEMBER_ROWS:,} training flights" if quick else "every training flight"
     variants = [
         pipeline_variant("champion", champion, trees, "calibrated monotone LightGBM (promote.fit_champion)"),
         array_variant("champion", "lean array (LeanModel)", lean_model(champion), trees, "same probabilities as the pipeline"),
@@ -534,8 +556,8 @@ def build_variants(
         array_variant(
             "fewer trees", "lean array (LeanModel)", lean_model(fewer), n_trees(fewer), f"learning rate {FEWER_TREES_LEARNING_RATE}, early stopping on valid"
         ),
-        pipeline_variant("stacking ensemble (teacher)", teacher, None, f"logreg + LightGBM + forest, meta-learner on valid; {member_note}"),
-        array_variant("distilled student", "lean array (LeanModel)", lean_model(student), n_trees(student), "one LightGBM trained on the teacher's probabilities"),
+        pipeline_variant("stacking ensemble (teacher)", teacher, None, f"logreg + LightGBM + forest on {flights}, meta-learner on valid"),
+        array_variant("distilled student", "lean array (LeanModel)", lean_model(student), n_trees(student), f"one LightGBM trained on the teacher's probabilities for {flights}"),
     ]
     return {f"{v.name} | {v.path}": v for v in variants}
 
