@@ -3,6 +3,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
+# Any Python 3 can bootstrap uv into .tools/; uv then picks the course's Python itself (below).
 PYTHON ?= python3
 VENV := .venv
 TOOLS := .tools
@@ -12,7 +13,11 @@ MODE ?= fast
 PYTEST_ARGS ?=
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-export UV_PYTHON_DOWNLOADS := never
+# uv builds .venv with an installed Python that requires-python admits (3.11–3.14): .venv's own,
+# else the first it finds (uv-managed ones, then PATH). Only when none is installed does it
+# download a uv-managed one (uv's default, `automatic`). To choose: `rm -rf .venv && make install
+# UV_PYTHON=3.13`; `UV_PYTHON_DOWNLOADS=never` forbids downloads.
+export UV_PYTHON_DOWNLOADS ?= automatic
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .PHONY: help install run test test-portable test-code notebooks lab up down clean
@@ -21,7 +26,8 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(UV):
-	$(PYTHON) -m venv $(TOOLS)
+	$(PYTHON) -m venv $(TOOLS) || { echo "make: '$(PYTHON) -m venv' failed. On Debian, Ubuntu and WSL:" \
+		"sudo apt install python3-venv (or python3.X-venv for your version); or make PYTHON=<another python3>" >&2; exit 1; }
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
