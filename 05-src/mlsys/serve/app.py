@@ -246,7 +246,14 @@ def _compute(rt: Runtime, queries: list[Any]) -> list[OnlineRow]:
         raise HTTPException(status_code=503, detail=_unreachable(rt.settings, exc)) from exc
 
 
-_UNAVAILABLE = {503: {"model": schemas.ErrorResponse, "description": "No model, or no warehouse: the detail says what to start"}}
+_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"model": schemas.ErrorResponse, "description": "No model, or no warehouse: the detail says what to start"}
+}
+#: POST routes also answer 400 when the body cannot be read as text at all (FastAPI's own check)
+_POST_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_UNAVAILABLE,
+    400: {"model": schemas.ErrorResponse, "description": "The body could not be parsed (not UTF-8 JSON text)"},
+}
 
 
 def _routes(app: FastAPI, settings: Settings) -> None:
@@ -286,7 +293,7 @@ def _routes(app: FastAPI, settings: Settings) -> None:
             lean=service.lean.is_lean, input_columns=service.columns,
         )
 
-    @app.post("/predict", response_model=schemas.PredictionResponse, tags=["predict"], responses=_UNAVAILABLE)
+    @app.post("/predict", response_model=schemas.PredictionResponse, tags=["predict"], responses=_POST_ERRORS)
     def predict(body: schemas.FlightRequest, request: Request) -> schemas.PredictionResponse:
         """P(late) for one flight, from features computed as of its decision time (default: 2 h before departure)."""
         start = time.perf_counter()
@@ -303,7 +310,7 @@ def _routes(app: FastAPI, settings: Settings) -> None:
         "/predict/batch",
         response_model=schemas.BatchResponse,
         tags=["predict"],
-        responses=_UNAVAILABLE,
+        responses=_POST_ERRORS,
         description=f"P(late) for 1 to {settings.serve_max_batch} flights (more: 422), in request order. "
         "Flights that share a decision time share one feature build.",
     )
@@ -319,7 +326,7 @@ def _routes(app: FastAPI, settings: Settings) -> None:
             _log_flight(rt, request_id, item, "/predict/batch", answer, row, latency)
         return schemas.BatchResponse(request_id=request_id, predictions=[a for a, _ in answers], latency_ms=latency)
 
-    @app.post("/score", response_model=schemas.ScoreResponse, tags=["predict"], responses=_UNAVAILABLE)
+    @app.post("/score", response_model=schemas.ScoreResponse, tags=["predict"], responses=_POST_ERRORS)
     async def score(body: ScoreRequest, request: Request) -> schemas.ScoreResponse:  # type: ignore[valid-type]
         """P(late) for one model input row (no feature computation): what `mlflow models serve` answers."""
         start = time.perf_counter()

@@ -53,8 +53,11 @@ def to_new_york(value: datetime, field: str) -> datetime:
 class FlightRequest(BaseModel):
     """One flight as the operations desk knows it at decision time."""
 
+    # strict: a JSON value must have the schema's type (no "12" for 12, no true for 1.0), so the
+    # OpenAPI document says exactly what is accepted; unknown fields are refused (typos)
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {"carrier": "UA", "flight": 1545, "origin": "EWR", "dest": "IAH", "scheduled_departure": "2013-11-05T17:15:00", "tailnum": "N14228"}
@@ -66,7 +69,9 @@ class FlightRequest(BaseModel):
     flight: int = Field(ge=1, le=9999, description="Flight number", examples=[1545])
     origin: str = Field(pattern=r"^[A-Z]{3}$", description="Origin airport (FAA code), e.g. EWR", examples=["EWR"])
     dest: str = Field(pattern=r"^[A-Z]{3}$", description="Destination airport (FAA code), e.g. IAH", examples=["IAH"])
+    # strict=False here only: FastAPI validates the parsed JSON, where a time is an ISO string
     scheduled_departure: datetime = Field(
+        strict=False,
         description="Scheduled departure in New York local time, as in the data (e.g. 2013-11-05T17:15:00); "
         "an explicit UTC offset is converted to New York time",
         examples=["2013-11-05T17:15:00"],
@@ -74,6 +79,7 @@ class FlightRequest(BaseModel):
     tailnum: str | None = Field(default=None, pattern=r"^[A-Z0-9]{1,8}$", description="Tail number, if known", examples=["N14228"])
     as_of: datetime | None = Field(
         default=None,
+        strict=False,
         description=f"When the prediction is made (replays 2013): features use only what was known then. "
         f"Default: the decision time, {int(DECISION_LEAD.total_seconds() // 3600)} h before the scheduled departure. "
         "New York local time unless an offset is given; at most 7 days before the departure and not after it.",
@@ -194,7 +200,7 @@ def batch_request_model(limit: int) -> type[BaseModel]:
     """`POST /predict/batch`'s body: 1 to `limit` flights (more is a 422 naming `flights` and the limit)."""
     return create_model(
         "BatchRequest",
-        __config__=ConfigDict(extra="forbid"),
+        __config__=ConfigDict(extra="forbid", strict=True),
         __doc__=f"Up to {limit} flights, each as in POST /predict.",
         flights=(list[FlightRequest], Field(min_length=1, max_length=limit, description=f"1 to {limit} flights")),
     )
@@ -213,7 +219,7 @@ def score_request_model() -> type[BaseModel]:
             fields[col] = (float | str | None, Field(description="model input"))
     return create_model(
         "ScoreRequest",
-        __config__=ConfigDict(extra="forbid"),
+        __config__=ConfigDict(extra="forbid", strict=True),
         __doc__="One model input row: the columns of `mlsys.pipeline.INPUT_COLUMNS` (all required, null = missing).",
         **fields,
     )
