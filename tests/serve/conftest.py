@@ -20,13 +20,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from mlflow import MlflowClient
 
-from mlsys import evaluate, features, warehouse
-from mlsys.config import Settings, get_settings, override
+from mlsys import evaluate, features, tracking, warehouse
+from mlsys.config import Settings, get_settings, load_settings, override
+from mlsys.pipeline import INPUT_COLUMNS
+from mlsys.promote import THRESHOLD_TAG
 from mlsys.serve.app import create_app
 from mlsys.serve.model import ModelCard, ModelService
 
@@ -76,6 +80,32 @@ def service(small_model: Any) -> ModelService:
 def client(service: ModelService, warehouse_settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(service, warehouse_settings)) as c:
         yield c
+
+
+def register(model: Any, settings: Settings, rows: pd.DataFrame, threshold: float = 0.5) -> str:
+    """Log `model`, register it as the champion of `settings`' registry, tag its threshold; the version."""
+    with tracking.run("serve-test-champion", settings):
+        mlflow.log_metric("test_roc_auc", 0.7)
+        info = tracking.log_sklearn_model(model, rows[INPUT_COLUMNS].head(5))
+    version = tracking.register(info.model_uri, settings, alias=settings.champion_alias)
+    MlflowClient().set_model_version_tag(settings.registered_model_name, version, THRESHOLD_TAG, str(threshold))
+    return version
+
+
+@pytest.fixture(scope="session")
+def registry_env(tmp_path_factory: pytest.TempPathFactory, small_model: Any, splits: dict[str, pd.DataFrame]) -> dict[str, str]:
+    """Environment of a registry (SQLite store of its own) whose champion is the small model, threshold 0.5."""
+    store = tmp_path_factory.mktemp("serve-registry")
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}", "MLSYS_ARTIFACT_ROOT": (store / "mlruns").as_uri()}
+    settings = load_settings(environ={**os.environ, **env})
+    register(small_model, settings, splits["test"])
+    return env
+
+
+@pytest.fixture(scope="session")
+def register_champion() -> Any:
+    """`register`, for test modules."""
+    return register
 
 
 @pytest.fixture(scope="session")

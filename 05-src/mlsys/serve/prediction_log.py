@@ -89,6 +89,7 @@ class PredictionLog:
         self.batch_rows = batch_rows
         self.interval = interval_ms / 1000
         self.max_pending = max_pending
+        self.retry_seconds = RETRY_SECONDS
         self.written = 0
         self.dropped = 0
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -139,7 +140,7 @@ class PredictionLog:
                 self._drain()
                 ok = self._flush()
                 # after a failure, wait longer before the next try instead of logging a warning per batch
-                wait = self.interval if ok else max(self.interval, RETRY_SECONDS)
+                wait = self.interval if ok else max(self.interval, self.retry_seconds)
                 deadline = time.monotonic() + wait if self._pending else None
 
     def _drain(self) -> None:
