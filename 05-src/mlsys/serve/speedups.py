@@ -26,6 +26,7 @@ one call on the whole test split.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import math
 import platform
 import time
@@ -538,10 +539,18 @@ def _check_warehouse(engine: Any, replay: pd.DataFrame) -> None:
 # --------------------------------------------------------------------------- the table
 
 
+def compiled_available() -> bool:
+    """True where lleaves is installed (pyproject installs it on Python 3.11-3.13)."""
+    return importlib.util.find_spec("lleaves") is not None
+
+
 def build_variants(
     splits: Mapping[str, pd.DataFrame], seed: int = 42, quick: bool = False, champion: Any = None, cache_dir: Path | None = None
 ) -> dict[str, Variant]:
-    """Every model variant of the table, fitted (the champion too unless given)."""
+    """Every model variant of the table, fitted (the champion too unless given).
+
+    Without lleaves (Python 3.14) the compiled row is left out, with a warning.
+    """
     start = time.perf_counter()
     champion = champion if champion is not None else promote.fit_champion(splits, seed=seed)
     trees = n_trees(champion)
@@ -550,11 +559,17 @@ def build_variants(
     teacher = stacking_teacher(splits, seed, member_rows=rows)
     student = distil(teacher, splits, seed, rows=rows)
     logger.debug("variants fitted in {}", duration(time.perf_counter() - start).strip())
+    if not compiled_available():
+        logger.warning("lleaves is not installed (it is on Python 3.11-3.13 only): the table has no compiled row")
     flights = f"{QUICK_MEMBER_ROWS:,} training flights" if quick else "every training flight"
     variants = [
         pipeline_variant("champion", champion, trees, "calibrated monotone LightGBM (promote.fit_champion)"),
         array_variant("champion", "lean array (LeanModel)", lean_model(champion), trees, "same probabilities as the pipeline"),
-        array_variant("champion", "compiled (lleaves)", CompiledModel.from_model(champion, cache_dir), trees, "booster compiled by LLVM; same probabilities"),
+        *(
+            [array_variant("champion", "compiled (lleaves)", CompiledModel.from_model(champion, cache_dir), trees, "booster compiled by LLVM; same probabilities")]
+            if compiled_available()
+            else []
+        ),
         array_variant(
             "fewer trees", "lean array (LeanModel)", lean_model(fewer), n_trees(fewer), f"learning rate {FEWER_TREES_LEARNING_RATE}, early stopping on valid"
         ),
