@@ -34,7 +34,8 @@ needs_lleaves = pytest.mark.skipif(sys.version_info >= (3, 14), reason="lleaves 
 
 @pytest.fixture(scope="module")
 def champion(splits: dict[str, pd.DataFrame]) -> Any:
-    return promote.fit_champion(splits, seed=42)
+    """The champion's recipe with a sigmoid map, so the calibration path is checked whatever the default."""
+    return promote.fit_champion(splits, seed=42, method="sigmoid")
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +69,16 @@ def test_compiled_model_gives_the_pipelines_probabilities(champion: Any, compile
     assert np.max(np.abs(variant.score_batch(test) - reference.score_batch(test))) <= TOLERANCE
     assert _request_gap(variant, reference, test) <= TOLERANCE
     assert compiled.n_trees == speedups.n_trees(champion)
+
+
+@needs_lleaves
+def test_compiled_isotonic_calibration(champion: Any, compiled_dir: Path, splits: dict[str, pd.DataFrame]) -> None:
+    """Same booster, another map: the compiled margin is cached once and serves both."""
+    pipe, _, _ = speedups._pipeline_and_calibrator(champion)
+    isotonic = evaluate.calibrate(pipe, splits["valid"], "isotonic")
+    compiled = speedups.CompiledModel.from_model(isotonic, compiled_dir)
+    test = splits["test"]
+    assert np.max(np.abs(compiled.predict_proba(test) - evaluate.predict(isotonic, test))) <= TOLERANCE
 
 
 @needs_lleaves

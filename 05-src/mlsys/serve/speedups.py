@@ -10,9 +10,9 @@ the test split once.
 * **lean array path**: the same model taken apart by the service's `serve.lean.LeanModel`
   (category codes, booster, calibration curve on a numpy row), the same probabilities;
 * **fewer trees**: the champion's recipe at learning rate 0.1 with early stopping on validation
-  (`pipeline.fit_early_stopping`), calibrated the same way, served on the lean path;
+  (`pipeline.fit_early_stopping`), calibrated as the champion is, served on the lean path;
 * **compiled**: the champion's booster compiled to machine code by lleaves (LLVM), with the same
-  category codes and calibration (`CompiledModel`), the same probabilities to 1e-12;
+  category codes and calibration, if any (`CompiledModel`), the same probabilities to 1e-12;
 * **distilled**: lesson 05's stacking ensemble (the teacher) and one LightGBM (the student)
   trained to reproduce the teacher's probabilities on the training flights;
 * **feature cache**: online features (the service's `serve.features.OnlineFeatures`) with a
@@ -224,13 +224,20 @@ def compile_booster(booster: lgb.Booster, cache_dir: Path | None = None, raw_sco
 # --------------------------------------------------------------------------- models
 
 
-def fewer_trees_model(splits: Mapping[str, pd.DataFrame], seed: int = 42) -> CalibratedClassifierCV:
-    """The champion's recipe at learning rate 0.1, trees chosen by early stopping on valid, calibrated on valid."""
+def fewer_trees_model(splits: Mapping[str, pd.DataFrame], seed: int = 42, method: str | None = None) -> Any:
+    """The champion's recipe at learning rate 0.1, trees chosen by early stopping on valid, calibrated as the champion is.
+
+    `method` is the champion's calibration (`promote.CALIBRATION_METHOD` unless given), its map
+    fitted on the same validation rows as `promote.fit_champion` fits it on.
+    """
     model = evaluate.constrained_lightgbm(seed=seed, n_jobs=1, learning_rate=FEWER_TREES_LEARNING_RATE)
     X, y = train.xy(splits["train"])
     Xv, yv = train.xy(splits["valid"])
     pipeline.fit_early_stopping(model, X, y, Xv, yv)
-    return evaluate.calibrate(model, splits["valid"], "sigmoid")
+    method = promote.CALIBRATION_METHOD if method is None else method
+    if method == "none":
+        return model
+    return evaluate.calibrate(model, evaluate.split_last_month(splits["valid"])[0], method)
 
 
 def stacking_teacher(splits: Mapping[str, pd.DataFrame], seed: int = 42, member_rows: int | None = None) -> Any:
@@ -563,7 +570,7 @@ def build_variants(
         logger.warning("lleaves is not installed (it is on Python 3.11-3.13 only): the table has no compiled row")
     flights = f"{QUICK_MEMBER_ROWS:,} training flights" if quick else "every training flight"
     variants = [
-        pipeline_variant("champion", champion, trees, "calibrated monotone LightGBM (promote.fit_champion)"),
+        pipeline_variant("champion", champion, trees, "monotone LightGBM (promote.fit_champion)"),
         array_variant("champion", "lean array (LeanModel)", lean_model(champion), trees, "same probabilities as the pipeline"),
         *(
             [array_variant("champion", "compiled (lleaves)", CompiledModel.from_model(champion, cache_dir), trees, "booster compiled by LLVM; same probabilities")]
