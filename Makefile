@@ -11,6 +11,7 @@ UV := $(TOOLS)/bin/uv
 UV_VERSION := 0.13.9
 MODE ?= fast
 PYTEST_ARGS ?=
+SERVE_PORT ?= 8000
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 # uv builds .venv with an installed Python that requires-python admits (3.11–3.14): .venv's own,
@@ -20,7 +21,7 @@ NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.
 export UV_PYTHON_DOWNLOADS ?= automatic
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help install run test test-portable test-code notebooks lab up down clean
+.PHONY: help install run test test-portable test-code notebooks lab serve up down clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -53,6 +54,10 @@ notebooks: install  ## maintainers: re-execute notebooks in place on fresh store
 
 lab: install  ## open JupyterLab on the lessons
 	$(VENV)/bin/jupyter lab --notebook-dir=. --ServerApp.ip=127.0.0.1
+
+serve: install  ## the prediction service on 127.0.0.1:8000 (registers a champion and loads the warehouse if missing)
+	$(VENV)/bin/python -m mlsys.serve.champion
+	$(VENV)/bin/uvicorn --factory mlsys.serve.app:create_app --host 127.0.0.1 --port $(SERVE_PORT)
 
 up:  ## optional: Postgres + MLflow server with docker compose (needs Docker and a .env)
 	docker compose -f docker/compose.yml --env-file .env up -d --build
