@@ -16,7 +16,7 @@ without retraining anything.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import lightgbm as lgb
@@ -35,11 +35,15 @@ __all__ = [
     "expected_cost",
     "cost_curve",
     "best_threshold",
+    "policy_costs",
     "combine",
     "flag_top_k_per_day",
     "flown",
     "minutes_regressor",
     "ranking_report",
+    "scaled_capacity",
+    "weight_sweep",
+    "best_weight",
 ]
 
 
@@ -114,6 +118,27 @@ def best_threshold(
     return float(curve.loc[curve["cost"].idxmin(), "threshold"])
 
 
+def policy_costs(
+    y: Sequence[float] | np.ndarray | pd.Series,
+    p: Sequence[float] | np.ndarray,
+    thresholds: Mapping[str, float],
+    costs: Costs,
+    n_days: int | None = None,
+) -> pd.DataFrame:
+    """One row per named threshold: the threshold, mean cost per flight, share flagged (and cost per day given `n_days`).
+
+    A threshold above 1 acts on no flight, 0 on every flight.
+    """
+    p = np.asarray(p, dtype="float64")
+    rows = {}
+    for name, threshold in thresholds.items():
+        cost = expected_cost(y, p, threshold, costs)
+        rows[name] = {"threshold": float(threshold), "cost per flight": cost, "share flagged": float((p >= threshold).mean())}
+        if n_days:
+            rows[name]["cost per day"] = cost * len(p) / n_days
+    return pd.DataFrame(rows).T.rename_axis("policy")
+
+
 def combine(p: Sequence[float] | np.ndarray, minutes: Sequence[float] | np.ndarray, alpha: float, beta: float, scale: float = 60.0) -> np.ndarray:
     """Decoupled score `alpha * p + beta * minutes / scale` (minutes / 60: hours of delay)."""
     return alpha * np.asarray(p, dtype="float64") + beta * np.asarray(minutes, dtype="float64") / scale
@@ -167,3 +192,43 @@ def ranking_report(
         "delay_minutes_caught": float(minutes[flags].sum() / minutes.sum()) if minutes.sum() else float("nan"),
         "cost_per_day": cost_of_flags(y, flags, costs) * len(flags) / n_days,
     }
+
+
+def scaled_capacity(k: int, sample_rows: int, population_rows: int) -> int:
+    """The desk's daily capacity `k` scaled to a random sample of the days' flights (at least 1).
+
+    Fast mode validates on a sample of September-October: flagging the same `k` flights a day out
+    of a third of the flights would flag three times the share the desk can act on.
+    """
+    return max(1, round(k * sample_rows / population_rows))
+
+
+def weight_sweep(
+    y: Sequence[float] | np.ndarray | pd.Series,
+    arr_delay: Sequence[float] | np.ndarray | pd.Series,
+    p: Sequence[float] | np.ndarray,
+    minutes: Sequence[float] | np.ndarray,
+    day: Sequence[object] | pd.Series,
+    k: int,
+    costs: Costs,
+    weights: Iterable[float] | None = None,
+) -> pd.DataFrame:
+    """`ranking_report` of flagging the top `k` flights a day by `(1 - w) * p + w * minutes / 60`, per weight `w`.
+
+    Adds `saved_per_day`: the cost per day of acting on no flight minus that of the flags. Choose
+    the weight on validation data (`best_weight`), then report it on test once.
+    """
+    weights = np.round(np.linspace(0, 1, 11), 2) if weights is None else np.asarray(list(weights), dtype="float64")
+    no_action = ranking_report(y, arr_delay, np.zeros(len(np.asarray(p)), dtype=bool), day, costs)["cost_per_day"]
+    rows = []
+    for w in weights:
+        flags = flag_top_k_per_day(combine(p, minutes, 1 - w, w), day, k)
+        rows.append({"weight_on_minutes": float(w), **ranking_report(y, arr_delay, flags, day, costs)})
+    sweep = pd.DataFrame(rows).set_index("weight_on_minutes")
+    sweep["saved_per_day"] = no_action - sweep["cost_per_day"]
+    return sweep
+
+
+def best_weight(sweep: pd.DataFrame) -> float:
+    """The weight of a `weight_sweep` with the lowest cost per day (the smallest weight on ties)."""
+    return float(sweep["cost_per_day"].idxmin())

@@ -7,7 +7,20 @@ import pandas as pd
 import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
-from mlsys.objectives import Costs, best_threshold, combine, confusion_counts, cost_curve, expected_cost, flag_top_k_per_day, ranking_report
+from mlsys.objectives import (
+    Costs,
+    best_threshold,
+    best_weight,
+    combine,
+    confusion_counts,
+    cost_curve,
+    expected_cost,
+    flag_top_k_per_day,
+    policy_costs,
+    ranking_report,
+    scaled_capacity,
+    weight_sweep,
+)
 
 COSTS = Costs(false_alarm=100.0, miss=300.0)
 
@@ -104,3 +117,39 @@ def test_ranking_report():
     assert report["delay_minutes_caught"] == pytest.approx(60 / 90)
     assert report["flagged_per_day"] == pytest.approx(1.0)
     assert report["cost_per_day"] == pytest.approx((100 + 2 * 300) / 2)
+
+
+def test_policy_costs_one_row_per_threshold():
+    y = [1, 1, 0, 0, 1]
+    p = [0.9, 0.2, 0.6, 0.1, 0.5]
+    table = policy_costs(y, p, {"none": 1.01, "every": 0.0, "half": 0.5}, COSTS, n_days=2)
+    assert table.index.tolist() == ["none", "every", "half"]
+    assert table.loc["half", "cost per flight"] == pytest.approx(expected_cost(y, p, 0.5, COSTS))
+    assert table.loc["none", "share flagged"] == 0.0 and table.loc["every", "share flagged"] == 1.0
+    assert table.loc["half", "share flagged"] == pytest.approx(3 / 5)
+    # cost per day: five flights over two days
+    assert table.loc["every", "cost per day"] == pytest.approx(2 * 100 / 2)
+    assert "cost per day" not in policy_costs(y, p, {"half": 0.5}, COSTS).columns
+
+
+def test_scaled_capacity_keeps_the_share_of_flights():
+    assert scaled_capacity(100, 20_000, 56_463) == 35
+    assert scaled_capacity(100, 56_463, 56_463) == 100
+    assert scaled_capacity(1, 10, 1_000) == 1  # never zero flights a day
+
+
+def test_weight_sweep_prefers_the_weight_that_catches_the_late_flights():
+    # one day, capacity 1: P(late) ranks flight 0 first, the minutes model ranks flight 1 first;
+    # only flight 1 is late, so any weight that ranks it first is cheaper
+    y = [0, 1, 0]
+    arr_delay = [5.0, 120.0, 0.0]
+    p = [0.6, 0.5, 0.1]
+    minutes = [0.0, 90.0, 0.0]
+    sweep = weight_sweep(y, arr_delay, p, minutes, ["d"] * 3, k=1, costs=COSTS, weights=[0.0, 0.5, 1.0])
+    assert sweep.index.tolist() == [0.0, 0.5, 1.0]
+    assert sweep.loc[0.0, "recall"] == 0.0 and sweep.loc[0.5, "recall"] == 1.0
+    no_action = 300.0  # one miss on the one day
+    assert (sweep["saved_per_day"] == no_action - sweep["cost_per_day"]).all()
+    # 0.5 and 1.0 tie: the smaller weight wins
+    assert best_weight(sweep) == 0.5
+

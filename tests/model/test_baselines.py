@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss, roc_auc_score
 
-from mlsys.baselines import HeuristicBaseline, RandomBaseline, ZeroRule, evaluate_baselines
+from mlsys import baselines
+from mlsys.baselines import HeuristicBaseline, RandomBaseline, ZeroRule, evaluate_baselines, sample_rows, training_size_curve
+from mlsys.train import subsample
 
 RULE_COLUMNS = ["origin_mean_delay_1h", "wx_precip"]
 
@@ -107,3 +110,32 @@ def test_heuristic_fires_on_rainy_or_congested_rows():
     # documented mapping: training late rate per number of conditions met
     assert p.tolist() == pytest.approx([1.0, 1.0, 0.0, 1.0, 0.0, 1.0])
     assert model.rates_ == {0: 0.0, 1: 1.0, 2: 1.0}
+
+
+def test_sample_rows_draws_the_same_flights_as_lesson_05():
+    df = pd.DataFrame({"x": np.arange(1_000), "late": np.arange(1_000) % 3 == 0})
+    assert sample_rows(df, 100, seed=5).equals(subsample(df, 100, seed=5))
+    assert sample_rows(df, None) is df and sample_rows(df, 5_000) is df
+    assert sample_rows(df, 100, seed=5)["x"].is_monotonic_increasing  # chronological order kept
+
+
+class _Fitted:
+    """Stands in for a model already fitted on the whole training split."""
+
+    def predict_proba(self, X):
+        return np.column_stack([np.full(len(X), 0.5), np.full(len(X), 0.5)])
+
+
+def test_training_size_curve_samples_train_and_reuses_full_fits(monkeypatch):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=3_000)
+    df = pd.DataFrame({"x": x, "late": pd.array((x + rng.normal(size=3_000) > 0).astype(int), dtype="Int64")})
+    splits = {"train": df.iloc[:2_000].reset_index(drop=True), "valid": df.iloc[2_000:].reset_index(drop=True)}
+    monkeypatch.setitem(baselines.CURVE_MODELS, "logreg", lambda seed: LogisticRegression())
+    curve = training_size_curve(splits, [100, 5_000], kinds=("logreg",), columns=["x"], fitted={"logreg": _Fitted()})
+    assert curve["train_rows"].tolist() == [100, 2_000]  # a size above the split uses all of it
+    assert curve["roc_auc"].iloc[0] > 0.7  # really fitted on the sample
+    assert curve["roc_auc"].iloc[1] == pytest.approx(0.5)  # the full-split model was reused, not refitted
+    with pytest.raises(ValueError, match="unknown model kind"):
+        training_size_curve(splits, [100], kinds=("forest",), columns=["x"])
+
