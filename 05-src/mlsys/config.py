@@ -81,6 +81,10 @@ class Settings:
             out[key] = mask_password(out[key])
         return out
 
+    def __repr__(self) -> str:
+        # the dataclass repr would print passwords into notebooks and logs
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items()) + ")"
+
 
 def mask_password(url: str) -> str:
     """`postgresql://u:secret@h/db` -> `postgresql://u:***@h/db`."""

@@ -66,3 +66,9 @@ def test_env_example_documents_every_key() -> None:
 def test_mask_password() -> None:
     assert mask_password("postgresql://u:pw@h:5432/db") == "postgresql://u:***@h:5432/db"
     assert mask_password("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
+
+
+def test_printing_settings_masks_passwords(tmp_path) -> None:
+    settings = load_settings(env_file=tmp_path / "absent.env", environ={"DATABASE_URL": "postgresql+psycopg://u:s3cret@h/db"})
+    assert "s3cret" not in repr(settings) and "s3cret" not in str(settings)
+    assert "u:***@h/db" in repr(settings)
