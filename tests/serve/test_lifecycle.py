@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from mlsys import features
-from mlsys.config import override
+from mlsys.config import load_settings, override
 from mlsys.logger import logger
 from mlsys.pipeline import INPUT_COLUMNS
 from mlsys.serve import champion
@@ -136,10 +136,10 @@ def test_fallback_answers_when_no_model_loads_and_says_so(warehouse_settings, fl
         assert client.get("/model").json()["source"] == "fallback"
 
 
-def test_empty_registry_names_the_command_that_registers_a_champion(warehouse_settings, tmp_path):
+def test_registry_without_the_alias_names_the_command_that_registers_a_champion(warehouse_settings, registry_env):
     settings = override(
-        warehouse_settings, mlflow_tracking_uri=f"sqlite:///{tmp_path / 'empty.db'}", mlflow_artifact_root=(tmp_path / "mlruns").as_uri(),
-        serve_fallback=False,
+        warehouse_settings, mlflow_tracking_uri=registry_env["MLFLOW_TRACKING_URI"],
+        mlflow_artifact_root=registry_env["MLSYS_ARTIFACT_ROOT"], champion_alias="no-such-alias", serve_fallback=False,
     )
     with TestClient(create_app(settings=settings)) as client:
         detail = client.get("/ready").json()["detail"]["model"]
@@ -147,7 +147,5 @@ def test_empty_registry_names_the_command_that_registers_a_champion(warehouse_se
 
 
 def test_champion_bootstrap_keeps_an_existing_champion(registry_env):
-    from mlsys.config import load_settings
-
     settings = load_settings(environ=registry_env)
     assert champion.ensure_champion(settings) == "1"

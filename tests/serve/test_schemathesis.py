@@ -87,7 +87,7 @@ CARRIERS = ["UA", "AA", "B6", "DL", "EV", "9E", "ZZ"]
 TAILS = [None, "N14228", "N24211", "N0NE"]
 
 
-@settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(
     carrier=st.sampled_from(CARRIERS),
     flight=st.integers(1, 9999),
