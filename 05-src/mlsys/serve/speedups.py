@@ -30,15 +30,16 @@ import importlib.util
 import math
 import platform
 import time
-from importlib.metadata import version
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 from scipy.special import expit
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
@@ -48,11 +49,13 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from mlsys import evaluate, pipeline, promote, train
+from mlsys import evaluate, pipeline, promote, train, warehouse
 from mlsys.config import get_settings
 from mlsys.display import duration, ratio
 from mlsys.logger import logger
 from mlsys.pipeline import INPUT_COLUMNS, CategoryEncoder
+from mlsys.serve.features import FlightQuery, OnlineFeatures
+from mlsys.serve.lean import LeanModel
 
 LABEL = "late"
 #: single-row calls per variant (after `WARMUP` calls that are not counted)
@@ -105,10 +108,12 @@ class CompiledModel:
         pipe, calibrator, margin = _pipeline_and_calibrator(model)
         prep, estimator = pipe.steps[0][1], pipe.steps[-1][1]
         if not isinstance(prep, ColumnTransformer) or not isinstance(estimator, lgb.LGBMClassifier):
-            raise ValueError(f"CompiledModel needs ColumnTransformer -> LGBMClassifier, got {type(prep).__name__} -> {type(estimator).__name__}")
+            got = f"{type(prep).__name__} -> {type(estimator).__name__}"
+            raise ValueError(f"CompiledModel needs ColumnTransformer -> LGBMClassifier, got {got}")
         for name, transformer, _ in prep.transformers_:
             if not (_passthrough(transformer) or transformer == "drop" or isinstance(transformer, CategoryEncoder)):
-                raise ValueError(f"CompiledModel: preprocessor block {name!r} is a {type(transformer).__name__} (passthrough or CategoryEncoder only)")
+                kind = type(transformer).__name__
+                raise ValueError(f"CompiledModel: preprocessor block {name!r} is a {kind} (passthrough or CategoryEncoder only)")
         booster = estimator.booster_
         compiled = compile_booster(booster, cache_dir, raw_score=margin)
         return cls(prep, compiled, calibrator, columns, compiled.num_trees())
@@ -121,12 +126,14 @@ class CompiledModel:
 
     def _matrix_from_frame(self, frame: pd.DataFrame) -> np.ndarray:
         Z = self.prep.transform(frame)
-        cols = [Z[c].cat.codes.to_numpy(dtype="float64") if isinstance(Z[c].dtype, pd.CategoricalDtype) else Z[c].to_numpy(dtype="float64", na_value=np.nan) for c in Z.columns]
-        matrix = np.column_stack(cols)
-        for j, c in enumerate(Z.columns):
+        cols = []
+        for c in Z.columns:
             if isinstance(Z[c].dtype, pd.CategoricalDtype):
-                matrix[matrix[:, j] < 0, j] = np.nan  # code -1: missing or unseen, as LightGBM reads it
-        return matrix
+                codes = Z[c].cat.codes.to_numpy(dtype="float64")
+                cols.append(np.where(codes < 0, np.nan, codes))  # code -1: missing or unseen, as LightGBM reads it
+            else:
+                cols.append(Z[c].to_numpy(dtype="float64", na_value=np.nan))
+        return np.column_stack(cols)
 
     def _matrix_from_rows(self, rows: np.ndarray | Sequence[Sequence[Any]]) -> np.ndarray:
         rows = np.asarray(rows, dtype=object)
@@ -163,7 +170,8 @@ def _pipeline_and_calibrator(model: Any) -> tuple[Pipeline, Any, bool]:
         return model, None, False
     if isinstance(model, CalibratedClassifierCV):
         if len(model.calibrated_classifiers_) != 1:
-            raise ValueError(f"CompiledModel: {len(model.calibrated_classifiers_)} calibrated classifiers (one, as evaluate.calibrate fits, is supported)")
+            n = len(model.calibrated_classifiers_)
+            raise ValueError(f"CompiledModel: {n} calibrated classifiers (one, as evaluate.calibrate fits, is supported)")
         calibrated = model.calibrated_classifiers_[0]
         margin = hasattr(calibrated.estimator, "decision_function")
         estimator = calibrated.estimator.estimator if isinstance(calibrated.estimator, FrozenEstimator) else calibrated.estimator
@@ -190,8 +198,8 @@ def compile_booster(booster: lgb.Booster, cache_dir: Path | None = None, raw_sco
     """The booster compiled by lleaves (the margin if `raw_score`, else P(late)); the object file is
     cached by the model's hash (about 10 s to build).
 
-    `finline=False`: measured here on the 300-tree champion, compiling took 11 s instead of 57 s
-    and a single-row prediction 13.5 µs instead of 11.7 µs.
+    `finline=False`: on the 300-tree champion (busy 2-core machine) compiling took 11 s instead of
+    57 s with inlining, and a single-row prediction 13.5 µs instead of 11.7 µs.
     """
     try:
         import lleaves
@@ -200,7 +208,8 @@ def compile_booster(booster: lgb.Booster, cache_dir: Path | None = None, raw_sco
             "the compiled variant needs lleaves (`make install` on Python 3.11-3.13); its llvmlite < 0.45 has no wheels for 3.14"
         ) from exc
     text = booster.model_to_string()
-    key = hashlib.sha256(f"{text}|{raw_score}|{version('lleaves')}|{version('llvmlite')}|{platform.machine()}".encode()).hexdigest()[:16]
+    identity = f"{text}|{raw_score}|{version('lleaves')}|{version('llvmlite')}|{platform.machine()}"
+    key = hashlib.sha256(identity.encode()).hexdigest()[:16]
     cache_dir = Path(cache_dir) if cache_dir is not None else get_settings().processed_dir / "compiled"
     cache_dir.mkdir(parents=True, exist_ok=True)
     model_file, binary = cache_dir / f"lgbm-{key}.txt", cache_dir / f"lgbm-{key}.o"
@@ -255,11 +264,11 @@ def stacking_teacher(splits: Mapping[str, pd.DataFrame], seed: int = 42, member_
 def distil(teacher: Any, splits: Mapping[str, pd.DataFrame], seed: int = 42, rows: int | None = None, rounds: int = 50) -> Pipeline:
     """One LightGBM (the champion's recipe at learning rate 0.1) trained on the teacher's probabilities.
 
-    The transfer set is `rows` seeded training flights (all when None). Soft labels as classification: each flight appears
-    once as late with weight p and once as on time with weight 1 - p, so LightGBM minimises the
-    cross-entropy to the teacher's p, and the student stays an `LGBMClassifier` pipeline that the
-    lean path and `CompiledModel` take apart. Its number of trees is chosen by early stopping on
-    the validation flights' true labels.
+    The transfer set is `rows` seeded training flights (all when None). Soft labels as
+    classification: each flight appears once as late with weight p and once as on time with weight
+    1 - p, so LightGBM minimises the cross-entropy to the teacher's p, and the student stays an
+    `LGBMClassifier` pipeline that the lean path and `CompiledModel` take apart. Its number of trees
+    is chosen by early stopping on the validation flights' true labels.
     """
     X = train.subsample(splits["train"], rows, seed)[INPUT_COLUMNS]
     p = np.clip(teacher.predict_proba(X)[:, 1], 0.0, 1.0)
@@ -322,8 +331,6 @@ def array_variant(name: str, path: str, scorer: Any, trees: int | None = None, n
 
 def lean_model(model: Any) -> Any:
     """The service's lean scorer for `model` (raises if the service module cannot take it apart)."""
-    from mlsys.serve.lean import LeanModel
-
     lean = LeanModel.from_pipeline(model)
     if not lean.is_lean:
         raise ValueError(f"LeanModel does not recognise a {type(model).__name__}: it would score with the pipeline")
@@ -342,7 +349,9 @@ def request_records(test: pd.DataFrame, n: int, seed: int = 42) -> list[dict[str
     """`n` seeded test flights (with replacement when needed) as column -> value mappings, as a request arrives."""
     rows = np.random.default_rng(seed).choice(len(test), size=n, replace=n > len(test))
     frame = test.iloc[rows][INPUT_COLUMNS]
-    return [{k: (None if isinstance(v, float) and math.isnan(v) and k in ("tailnum", "route", *pipeline.CATEGORICAL) else v) for k, v in r.items()} for r in frame.to_dict("records")]
+    text = {"tailnum", "route", *pipeline.CATEGORICAL}
+    # a missing string arrives as None (JSON null), not NaN
+    return [{k: None if k in text and isinstance(v, float) and math.isnan(v) else v for k, v in r.items()} for r in frame.to_dict("records")]
 
 
 def latency(score: Callable[[Any], Any], requests: Sequence[Any], warmup: int = WARMUP) -> np.ndarray:
@@ -382,12 +391,12 @@ def measure(variant: Variant, test: pd.DataFrame, calls: int, seed: int = 42) ->
 # --------------------------------------------------------------------------- feature cache
 
 
-def flight_query(row: Any) -> Any:
+def flight_query(row: Any) -> FlightQuery:
     """The service's `FlightQuery` for a feature-table row (as of its decision time)."""
-    from mlsys.serve.features import FlightQuery
-
     tail = row.tailnum if isinstance(row.tailnum, str) else None
-    return FlightQuery(carrier=str(row.carrier), flight=int(row.flight), origin=str(row.origin), dest=str(row.dest), sched_dep_utc=row.sched_dep_utc, tailnum=tail)
+    return FlightQuery(
+        carrier=str(row.carrier), flight=int(row.flight), origin=str(row.origin), dest=str(row.dest), sched_dep_utc=row.sched_dep_utc, tailnum=tail
+    )
 
 
 def cache_key(origin: str, decision_time: pd.Timestamp) -> tuple[str, pd.Timestamp]:
@@ -408,7 +417,8 @@ class OriginMinuteCache:
 
     def __init__(self, online: Any, schedule: pd.DataFrame):
         self.online = online
-        self._schedule = {key: group for key, group in schedule.groupby(["origin", schedule["decision_time_utc"].dt.floor("min")], sort=False)}
+        minute = schedule["decision_time_utc"].dt.floor("min")
+        self._schedule = {key: group for key, group in schedule.groupby(["origin", minute], sort=False)}
         self._rows: dict[tuple[str, pd.Timestamp], dict[tuple[str, int], dict[str, Any]]] = {}
         self.hits = 0
         self.misses = 0
@@ -459,9 +469,6 @@ def feature_cache_rows(
     counted from keys alone. `auc` is the scorer's test ROC AUC on the offline features, which the
     online features equal (the replayed rows are compared, `max_feature_gap`).
     """
-    from mlsys import warehouse
-    from mlsys.serve.features import OnlineFeatures
-
     engine = engine if engine is not None else warehouse.engine()
     replay = replay_slice(test, n_requests, seed)
     _check_warehouse(engine, replay)
@@ -491,7 +498,8 @@ def feature_cache_rows(
         return score(values)
 
     rows = []
-    for name, fn, values in (("online features, no cache", plain, plain_values), ("online features, cache per origin-minute", cached, cached_values)):
+    paths = (("online features, no cache", plain, plain_values), ("online features, cache per origin-minute", cached, cached_values))
+    for name, fn, values in paths:
         start = time.perf_counter()
         times = latency(fn, queries, warmup=0)
         total = time.perf_counter() - start
@@ -527,18 +535,16 @@ def feature_gap(values: Sequence[Mapping[str, Any]], offline: pd.DataFrame) -> f
 
 def _check_warehouse(engine: Any, replay: pd.DataFrame) -> None:
     """Raise with what to do when the warehouse lacks the replayed period."""
-    import sqlalchemy as sa
-
-    from mlsys import warehouse
-
     lo = (replay["decision_time_utc"].min() - pd.Timedelta(days=2)).tz_convert("UTC").tz_localize(None).to_pydatetime()
     hi = replay["sched_dep_utc"].max().tz_convert("UTC").tz_localize(None).to_pydatetime()
     f = warehouse.flights.c
     with engine.connect() as conn:
-        found = conn.execute(sa.select(sa.func.count()).select_from(warehouse.flights).where(f.time_hour >= lo, f.time_hour <= hi)).scalar_one()
+        query = sa.select(sa.func.count()).select_from(warehouse.flights).where(f.time_hour >= lo, f.time_hour <= hi)
+        found = conn.execute(query).scalar_one()
     if not found:
         raise RuntimeError(
-            f"the warehouse at {engine.url.render_as_string(hide_password=True)} holds no flights between {lo:%Y-%m-%d} and {hi:%Y-%m-%d}: "
+            f"the warehouse at {engine.url.render_as_string(hide_password=True)} holds no flights "
+            f"between {lo:%Y-%m-%d} and {hi:%Y-%m-%d}: "
             "load it first with mlsys.warehouse.load_warehouse(mlsys.warehouse.engine())"
         )
 
@@ -566,22 +572,21 @@ def build_variants(
     teacher = stacking_teacher(splits, seed, member_rows=rows)
     student = distil(teacher, splits, seed, rows=rows)
     logger.debug("variants fitted in {}", duration(time.perf_counter() - start).strip())
-    if not compiled_available():
-        logger.warning("lleaves is not installed (it is on Python 3.11-3.13 only): the table has no compiled row")
     flights = f"{QUICK_MEMBER_ROWS:,} training flights" if quick else "every training flight"
+    lean = "lean array (LeanModel)"
+    compiled = []
+    if compiled_available():
+        scorer = CompiledModel.from_model(champion, cache_dir)
+        compiled.append(array_variant("champion", "compiled (lleaves)", scorer, trees, "booster compiled by LLVM; same probabilities"))
+    else:
+        logger.warning("lleaves is not installed (it is on Python 3.11-3.13 only): the table has no compiled row")
     variants = [
         pipeline_variant("champion", champion, trees, "monotone LightGBM (promote.fit_champion)"),
-        array_variant("champion", "lean array (LeanModel)", lean_model(champion), trees, "same probabilities as the pipeline"),
-        *(
-            [array_variant("champion", "compiled (lleaves)", CompiledModel.from_model(champion, cache_dir), trees, "booster compiled by LLVM; same probabilities")]
-            if compiled_available()
-            else []
-        ),
-        array_variant(
-            "fewer trees", "lean array (LeanModel)", lean_model(fewer), n_trees(fewer), f"learning rate {FEWER_TREES_LEARNING_RATE}, early stopping on valid"
-        ),
+        array_variant("champion", lean, lean_model(champion), trees, "same probabilities as the pipeline"),
+        *compiled,
+        array_variant("fewer trees", lean, lean_model(fewer), n_trees(fewer), f"learning rate {FEWER_TREES_LEARNING_RATE}, early stopping on valid"),
         pipeline_variant("stacking ensemble (teacher)", teacher, None, f"logreg + LightGBM + forest on {flights}, meta-learner on valid"),
-        array_variant("distilled student", "lean array (LeanModel)", lean_model(student), n_trees(student), f"one LightGBM trained on the teacher's probabilities for {flights}"),
+        array_variant("distilled student", lean, lean_model(student), n_trees(student), f"one LightGBM on the teacher's probabilities for {flights}"),
     ]
     return {f"{v.name} | {v.path}": v for v in variants}
 
