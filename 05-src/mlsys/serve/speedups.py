@@ -25,6 +25,7 @@ one call on the whole test split.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import importlib.util
 import math
@@ -49,10 +50,10 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from mlsys import evaluate, pipeline, promote, train, warehouse
+from mlsys import evaluate, features, pipeline, promote, train, warehouse
 from mlsys.config import get_settings
 from mlsys.display import duration, ratio
-from mlsys.logger import logger
+from mlsys.logger import logger, setup_logging
 from mlsys.pipeline import INPUT_COLUMNS, CategoryEncoder
 from mlsys.serve.features import FlightQuery, OnlineFeatures
 from mlsys.serve.lean import LeanModel
@@ -672,3 +673,21 @@ def plot_speedups(table: pd.DataFrame, ax: Any = None) -> Any:
            title="Faster inference: accuracy against tail latency (up and left is better)")
     ax.grid(True, which="both", alpha=0.3)
     return ax
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -m mlsys.serve.speedups [--quick] [--no-feature-cache] [--seed N]`: fit, measure, print the table."""
+    parser = argparse.ArgumentParser(prog="python -m mlsys.serve.speedups", description=main.__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer DataFrame calls, smaller ensemble, shorter replay")
+    parser.add_argument("--no-feature-cache", action="store_true", help="leave out the rows that need the warehouse")
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args(argv)
+    setup_logging()
+    splits = features.load_splits(fast=True, seed=args.seed)
+    table = speedup_table(splits, seed=args.seed, quick=args.quick, feature_cache=not args.no_feature_cache)
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60):
+        print(format_table(table).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
