@@ -21,7 +21,7 @@ NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.
 export UV_PYTHON_DOWNLOADS ?= automatic
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help install run test test-portable test-code notebooks lab serve up down clean
+.PHONY: help install run test test-portable test-code notebooks lab serve bench up down clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ lab: install  ## open JupyterLab on the lessons
 serve: install  ## the prediction service on 127.0.0.1:8000 (registers a champion and loads the warehouse if missing)
 	$(VENV)/bin/python -m mlsys.serve.champion
 	$(VENV)/bin/uvicorn --factory mlsys.serve.app:create_app --host 127.0.0.1 --port $(SERVE_PORT)
+
+bench: install  ## the service vs mlflow models serve, and Dask batch scoring: one table (build/bench/bench.md)
+	$(VENV)/bin/python -m mlsys.bench
 
 up:  ## optional: Postgres + MLflow server with docker compose (needs Docker and a .env)
 	docker compose -f docker/compose.yml --env-file .env up -d --build

@@ -23,9 +23,10 @@ measures all three in one process and on 1 and 2 workers.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -208,6 +209,8 @@ def dask_client(
     n = workers or settings.dask_workers
     # the workers inherit the environment: keep LightGBM's idle OpenMP threads from spinning
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # Dask logs every worker start and stop at INFO (and a stop it had to force at WARNING)
+    logging.getLogger("distributed").setLevel(logging.ERROR)
     with (
         # dashboard_address ":0": its HTTP server (health, metrics) takes a free port, not 8787
         LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=40) as cluster,
@@ -257,12 +260,12 @@ def _score_partition(part: pd.DataFrame, scorer_name: str, threshold: float, run
     return score_frame(part, plugin.scorer, threshold)
 
 
-def distribute(client: Client, frame: pd.DataFrame, npartitions: int | None = None) -> dd.DataFrame:
-    """`frame` cut into partitions that are placed on the workers (round robin) before any scoring."""
+def distribute(client: Client, frame: pd.DataFrame, npartitions: int | None = None, workers: Sequence[str] | None = None) -> dd.DataFrame:
+    """`frame` cut into partitions placed on the workers (round robin; only on `workers` if given) before any scoring."""
     n = min(npartitions or -(-len(frame) // PARTITION_ROWS), len(frame))
     bounds = np.linspace(0, len(frame), n + 1).astype(int)
     parts = [frame.iloc[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    futures = client.scatter(parts)
+    futures = client.scatter(parts, workers=list(workers) if workers else None)
     return dd.from_delayed(futures, meta=frame.iloc[:0], verify_meta=False)
 
 
@@ -443,20 +446,28 @@ def pandas_rows_per_second(frame: pd.DataFrame, scorer: Scorer, threshold: float
 
 
 def dask_rows_per_second(
-    client: Client, frame: pd.DataFrame, model: Any, kind: str, threshold: float, npartitions: int, repeats: int = 3
+    client: Client,
+    frame: pd.DataFrame,
+    model: Any,
+    kind: str,
+    threshold: float,
+    npartitions: int,
+    repeats: int = 3,
+    workers: Sequence[str] | None = None,
 ) -> float:
-    """Rows/s of scoring `frame` on the cluster: partitions placed on the workers first, results kept there.
+    """Rows/s of scoring `frame` on the cluster (or only on `workers`): partitions placed first, results kept there.
 
     One untimed run first (each worker builds its scorer and warms its caches); every run gets
     its own task keys, or the scheduler would hand back the previous run's results.
     """
     name = broadcast(client, model, kind)
-    partitions = distribute(client, frame, npartitions).persist()
+    only = list(workers) if workers else None
+    partitions = client.persist(distribute(client, frame, npartitions, only), workers=only)
     wait(partitions)
     runs = iter(range(repeats + 1))
 
     def once() -> None:
-        scored = score_dask(partitions, name, threshold, run=next(runs)).persist()
+        scored = client.persist(score_dask(partitions, name, threshold, run=next(runs)), workers=only)
         wait(scored)
 
     try:
