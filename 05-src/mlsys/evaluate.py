@@ -4,7 +4,9 @@ A single ROC AUC on the test split says how well a model ranks flights on averag
 may serve the operations desk we also want to know whether its probabilities mean what they say
 (calibration), where it is weak (slices), whether it is robust to small input noise (perturbation),
 whether it ignores what must not matter (invariance) and moves the right way when a cause
-changes (directional expectations), and how often it is sure of itself (confidence).
+changes (directional expectations), how often it is sure of itself (confidence), how its errors
+fall on each carrier and airport (fairness across slices), and what changed when it fails
+(`monthly_profile`).
 
 Every function takes a fitted model with `predict_proba` and feature rows, so the same checks run
 on any candidate, in a notebook, in `mlsys.promote` and in `tests/model/`.
@@ -24,12 +26,16 @@ from sklearn.pipeline import Pipeline
 
 from mlsys.features import CATEGORICAL, NUMERIC
 from mlsys.metrics import classification_scores
+from mlsys.objectives import COURSE_COSTS, Costs, expected_cost
 from mlsys.pipeline import INPUT_COLUMNS, make_model
 
 LABEL = "late"
-#: Probability at or above which the desk treats a flight as "will be late". With calibrated
-#: probabilities 0.5 means "more likely late than not".
-OPERATING_THRESHOLD = 0.5
+#: Default probability at or above which the desk acts on a flight: the Bayes threshold of the
+#: course's costs (0.25 for calibrated probabilities). Lessons and the promotion protocol pass the
+#: threshold chosen on validation instead (`objectives.best_threshold`).
+OPERATING_THRESHOLD = COURSE_COSTS.bayes_threshold()
+#: Calibration methods `calibrate` knows: no mapping, Platt scaling, isotonic regression.
+CALIBRATION_METHODS = ("none", "sigmoid", "isotonic")
 #: Weather measurements as observed at the origin (not `wx_age_minutes`, which is bookkeeping).
 WEATHER_FEATURES = [c for c in NUMERIC if c.startswith("wx_") and c != "wx_age_minutes"]
 #: Identifiers carried by a feature row that must not change a prediction.
@@ -94,15 +100,43 @@ def fit(model: Any, frame: pd.DataFrame, label: str = LABEL) -> Any:
     return model.fit(frame[INPUT_COLUMNS], frame[label].to_numpy())
 
 
-def calibrate(model: Any, frame: pd.DataFrame, method: str = "isotonic", label: str = LABEL) -> CalibratedClassifierCV:
-    """Map a fitted model's scores to calibrated probabilities, learned on `frame` (the validation split).
+def calibrate(model: Any, frame: pd.DataFrame, method: str = "isotonic", label: str = LABEL) -> Any:
+    """Map a fitted model's scores to calibrated probabilities, learned on `frame` (validation rows).
 
     `FrozenEstimator` keeps the model as it is (scikit-learn >= 1.6 replaced `cv="prefit"` with it),
     so only the one-dimensional mapping is fitted. Both methods are monotone increasing: ranking,
-    hence ROC AUC, and monotone constraints survive (isotonic may merge ties).
+    hence ROC AUC, and monotone constraints survive (isotonic may merge ties). `method="none"`
+    returns `model` itself, so "no mapping" competes with the others in the same loop.
     """
+    if method not in CALIBRATION_METHODS:
+        raise ValueError(f"unknown calibration method {method!r}: choose from {CALIBRATION_METHODS}")
+    if method == "none":
+        return model
     calibrated = CalibratedClassifierCV(FrozenEstimator(model), method=method)
     return calibrated.fit(frame[INPUT_COLUMNS], frame[label].to_numpy())
+
+
+def split_last_month(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Validation rows before their last month (to fit a calibration map on) and of the last month (to judge it).
+
+    A map judged on the rows it was fitted on looks better than it is (isotonic reaches ECE 0 there);
+    fitting on the earlier month and judging on the later one also asks the question that matters
+    in production: does a map learned on the past carry over to the next month?
+    """
+    last = frame["month"].max()
+    earlier, later = frame[frame["month"] < last], frame[frame["month"] == last]
+    if earlier.empty:
+        raise ValueError(f"validation rows cover one month ({last:g}) only: no month is left to judge a calibration map on")
+    return earlier.reset_index(drop=True), later.reset_index(drop=True)
+
+
+def compare_calibration(
+    model: Any, fit_rows: pd.DataFrame, judge_rows: pd.DataFrame, methods: Sequence[str] = CALIBRATION_METHODS, label: str = LABEL
+) -> pd.DataFrame:
+    """Each method's map fitted on `fit_rows`, scored on `judge_rows` (one row per method; `choose` by `ece`)."""
+    y = judge_rows[label].to_numpy(dtype="float64")
+    rows = {method: calibration_scores(y, predict(calibrate(model, fit_rows, method, label), judge_rows)) for method in methods}
+    return pd.DataFrame(rows).T.rename_axis("method")
 
 
 # --------------------------------------------------------------------------- calibration
@@ -151,6 +185,106 @@ def calibration_by_group(frame: pd.DataFrame, p: np.ndarray, column: str, label:
             "ece": expected_calibration_error(y[mask], p[mask]),
         }
     return pd.DataFrame(rows).T.rename_axis(column).astype({"flights": int})
+
+
+def decision_scores(y: np.ndarray | pd.Series, p: np.ndarray, threshold: float, costs: Costs = COURSE_COSTS) -> dict[str, float]:
+    """What acting on every flight with `p >= threshold` means for the desk: cost per flight and error rates.
+
+    `false_alarm_rate` is the share of on-time flights acted on, `miss_rate` the share of late
+    flights not acted on, `precision` the share of acted-on flights that were late.
+    """
+    y = np.asarray(y, dtype="float64") == 1
+    p = np.asarray(p, dtype="float64")
+    flagged = p >= threshold
+    return {
+        "threshold": float(threshold),
+        "cost_per_flight": expected_cost(y.astype(int), p, threshold, costs),
+        "flagged": float(flagged.mean()),
+        "false_alarm_rate": float(flagged[~y].mean()) if (~y).any() else float("nan"),
+        "miss_rate": float((~flagged[y]).mean()) if y.any() else float("nan"),
+        "precision": float(y[flagged].mean()) if flagged.any() else float("nan"),
+    }
+
+
+def error_rates_by_group(
+    frame: pd.DataFrame, p: np.ndarray, column: str, threshold: float, min_n: int = 0, label: str = LABEL
+) -> pd.DataFrame:
+    """Flights, late rate and `decision_scores` at `threshold` per value of `column` with at least `min_n` flights.
+
+    Fairness across slices: who bears the false alarms and who the misses (Huyen, 2022, ch. 6).
+    """
+    y = frame[label].to_numpy(dtype="float64")
+    p = np.asarray(p, dtype="float64")
+    rows = {}
+    for value, mask in sorted(frame.groupby(column, observed=True).indices.items()):
+        if len(mask) >= min_n:
+            scores = decision_scores(y[mask], p[mask], threshold)
+            rows[value] = {"flights": int(len(mask)), "late_rate": float(y[mask].mean()), **{k: v for k, v in scores.items() if k != "threshold"}}
+    return pd.DataFrame(rows).T.rename_axis(column).astype({"flights": int})
+
+
+def plot_error_rates(tables: Mapping[str, pd.DataFrame], ax: Any = None) -> Any:
+    """False-alarm rate against miss rate, one point per slice, one marker per slicing column."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(6, 5))[1]
+    for (name, table), marker in zip(tables.items(), "os^D", strict=False):
+        ax.scatter(table["false_alarm_rate"], table["miss_rate"], s=table["flights"] / table["flights"].max() * 200 + 10, marker=marker, alpha=0.6, label=name)
+        for value, row in table.iterrows():
+            ax.annotate(str(value), (row["false_alarm_rate"], row["miss_rate"]), fontsize=8, xytext=(4, 2), textcoords="offset points")
+    ax.set(xlabel="false-alarm rate (share of on-time flights acted on)", ylabel="miss rate (share of late flights not acted on)")
+    ax.legend(title="slice (size: flights)")
+    return ax
+
+
+#: Origin departures' mean delay (min, last 3 h) below which an airport looks quiet at decision time.
+QUIET_ORIGIN_MINUTES = 10.0
+
+
+def monthly_profile(table: pd.DataFrame, label: str = LABEL) -> pd.DataFrame:
+    """Per month: split, flights, late rate, and what came with the delays (weather, congestion, disruptions).
+
+    `late_rate_quiet_origin` is the late rate among flights whose origin looked quiet at decision
+    time (mean departure delay of the last 3 h below `QUIET_ORIGIN_MINUTES`, or no departures): the
+    share of delays the origin's own recent delays could not announce.
+    """
+    disrupted = table["cancelled"].astype(bool) | table["diverted"].astype(bool)
+    quiet = table["origin_mean_delay_3h"].fillna(0.0) < QUIET_ORIGIN_MINUTES
+    frame = table.assign(
+        _disrupted=disrupted,
+        _wet=table["wx_precip_3h"].fillna(0.0) > 0,
+        _fog=table["wx_visib"] < 3,
+        _late=table[label].astype("float64"),
+        _late_quiet=table[label].astype("float64").where(quiet),
+    )
+    profile = frame.groupby("month").agg(
+        split=("split", "first"),
+        flights=("_late", "size"),
+        late_rate=("_late", "mean"),
+        cancelled_or_diverted=("_disrupted", "mean"),
+        temp_f=("wx_temp", "mean"),
+        precip_3h_share=("_wet", "mean"),
+        visibility_below_3mi=("_fog", "mean"),
+        origin_delay_3h_min=("origin_mean_delay_3h", "mean"),
+        late_rate_quiet_origin=("_late_quiet", "mean"),
+    )
+    profile.index = profile.index.astype(int)
+    return profile
+
+
+def plot_monthly_late_rates(profile: pd.DataFrame, ax: Any = None) -> Any:
+    """Late rate per month as bars coloured by split (train, valid, test), the training maximum dashed."""
+    import matplotlib.pyplot as plt
+
+    colours = {"train": "tab:blue", "valid": "tab:orange", "test": "tab:green"}
+    ax = ax or plt.subplots(figsize=(8, 3.5))[1]
+    bars = ax.bar(profile.index.astype(str), profile["late_rate"], color=[colours.get(s, "grey") for s in profile["split"]])
+    ax.bar_label(bars, labels=[f"{v:.3f}" for v in profile["late_rate"]], fontsize=7)
+    ax.axhline(profile.loc[profile["split"] == "train", "late_rate"].max(), color="tab:blue", ls="--", lw=1)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
+    ax.legend(handles, [f"{s} months" for s in colours], loc="upper left", fontsize=8)
+    ax.set(xlabel="month (2013)", ylabel="late rate", ylim=(0, max(0.45, profile["late_rate"].max() * 1.15)))
+    return ax
 
 
 def zero_rule_brier(y: np.ndarray | pd.Series, base_rate: float) -> float:

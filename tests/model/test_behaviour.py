@@ -1,7 +1,7 @@
 """Behavioural tests of the model that serves: the champion, loaded from the registry.
 
-A module fixture trains a small constrained, calibrated LightGBM, runs the promotion protocol and
-promotes it (the root conftest gives this session an empty MLflow store); every test then loads
+A module fixture trains a small constrained LightGBM (the champion recipe, `promote.fit_champion`),
+runs the promotion protocol on the validation split and promotes it (the root conftest gives this session an empty MLflow store); every test then loads
 `models:/<name>@champion` and checks it on real test flights (Huyen, 2022, ch. 6).
 """
 
@@ -18,15 +18,12 @@ from mlsys.pipeline import INPUT_COLUMNS
 SEED = 42  # the seed of the `splits` fixture in tests/model/conftest.py
 FAST_TREES = {"n_estimators": 150, "learning_rate": 0.1, "n_jobs": 1}
 
-
-
 @pytest.fixture(scope="module")
 def champion(splits: dict[str, pd.DataFrame]):
     model = evaluate.fit(evaluate.constrained_lightgbm(seed=SEED, **FAST_TREES), splits["train"])
-    calibrated = evaluate.calibrate(model, splits["valid"], "sigmoid")
-    report = promote.evaluate_candidate(calibrated, splits, promote.Protocol(behaviour_rows=5_000))
+    report = promote.evaluate_candidate(model, splits, promote.Protocol(behaviour_rows=5_000))
     assert report.passed, report.reasons
-    decision = promote.promote(calibrated, report, splits["test"][INPUT_COLUMNS].head(5), name="test-behaviour")
+    decision = promote.promote(model, report, splits["test"][INPUT_COLUMNS].head(5), name="test-behaviour")
     assert decision.promoted and decision.version == promote.champion_version()
     return tracking.load_champion()
 
@@ -84,3 +81,12 @@ def test_constraints_sit_on_the_named_columns() -> None:
     assert {k for k, v in constraints.items() if v == -1} == set(evaluate.DECREASING)
     with pytest.raises(ValueError, match="not model features"):
         evaluate.monotone_constraints(increasing=["no_such_column"])
+
+
+@pytest.mark.parametrize("method", ["sigmoid", "isotonic"])
+def test_calibration_maps_keep_the_directions(champion, splits: dict[str, pd.DataFrame], rows: pd.DataFrame, method: str) -> None:
+    # both maps are non-decreasing, so a calibrated champion (fit_champion(method=...)) keeps the constraints
+    september, _ = evaluate.split_last_month(splits["valid"])
+    calibrated = evaluate.calibrate(champion, september, method)
+    for name, (changes, sign) in evaluate.DIRECTIONAL_SCENARIOS.items():
+        assert evaluate.directional_test(calibrated, rows, changes, sign)["violations"] == 0, name
