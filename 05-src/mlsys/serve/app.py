@@ -17,9 +17,9 @@ writes what is still queued.
 # (the batch limit comes from settings), and string annotations of local names cannot be resolved.
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,10 +47,11 @@ RECONNECT_SECONDS = 5.0
 class Warehouse:
     """The warehouse engine, connected lazily: a warehouse that comes up later is picked up."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, on_connect: Callable[[Engine], None] | None = None):
         self.settings = settings
         self.engine: Engine | None = None
         self.error = ""
+        self.on_connect = on_connect
         self._next_try = 0.0
 
     def get(self) -> Engine | None:
@@ -67,6 +68,8 @@ class Warehouse:
                 return None
             self.engine, self.error = eng, ""
             logger.info("warehouse connected: {}", mask_password(self.settings.database_url))
+            if self.on_connect is not None:
+                self.on_connect(eng)
         return self.engine
 
     def reachable(self) -> bool:
@@ -96,7 +99,7 @@ class Runtime:
     warehouse: Warehouse
     log: PredictionLog
     model_error: str = ""
-    _features: dict[int, OnlineFeatures] = field(default_factory=dict)
+    _online: OnlineFeatures | None = None
 
     def model(self) -> ModelService:
         """The model, or a 503 that says why there is none."""
@@ -109,8 +112,9 @@ class Runtime:
         eng = self.warehouse.get()
         if eng is None:
             raise HTTPException(status_code=503, detail=self.warehouse.error)
-        self.log.engine = eng  # a warehouse that came up late also receives the log
-        return self._features.setdefault(id(eng), OnlineFeatures(eng))
+        if self._online is None:
+            self._online = OnlineFeatures(eng)
+        return self._online
 
 
 def _load_model(settings: Settings) -> tuple[ModelService | None, str]:
@@ -144,10 +148,12 @@ def create_app(service: ModelService | None = None, settings: Settings | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = Warehouse(settings)
+        log = PredictionLog(None, settings.prediction_log_rows, settings.prediction_log_ms)
+        # the log writes to the warehouse as soon as it is connected, now or when it comes up later
+        store = Warehouse(settings, on_connect=lambda eng: setattr(log, "engine", eng))
         store.get()  # logs what to start if it is down
         model, problem = (service, "") if service is not None else _load_model(settings)
-        log = PredictionLog(store.engine, settings.prediction_log_rows, settings.prediction_log_ms).start()
+        log.start()
         app.state.runtime = Runtime(settings=settings, service=model, warehouse=store, log=log, model_error=problem)
         try:
             yield
@@ -338,6 +344,8 @@ def _routes(app: FastAPI, settings: Settings) -> None:
         flags = service.flags(values)
         request_id = str(uuid.uuid4())
         latency = (time.perf_counter() - start) * 1000
+        if rt.log.engine is None:
+            rt.warehouse.get()  # /score needs no warehouse, but its log does: retried every few seconds
         rt.log.write(
             {
                 "request_id": request_id, "item": 0, "logged_at": utc_now(), "route": "/score",
