@@ -492,10 +492,11 @@ def main(argv: list[str] | None = None) -> None:
     settings = get_settings()
     with dask_client(settings, workers=args.workers) as client:
         result = run_batch(args.period, settings=settings, client=client, kind=args.scorer, output=args.output, to_warehouse=not args.no_warehouse)
+    shown = result.parquet.relative_to(settings.root) if result.parquet.is_relative_to(settings.root) else result.parquet
     print(
         f"{result.rows:,} flights of {result.period} scored by {result.model_name} version {result.model_version} "
         f"on {result.workers} worker(s): {result.flagged:,} flagged; {result.rows_per_second:,.0f} rows/s; "
-        f"Parquet {result.parquet}; warehouse rows {result.warehouse_rows:,}"
+        f"Parquet {shown}/; warehouse table batch_predictions: {result.warehouse_rows:,} rows"
     )
 
 
