@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -207,13 +207,19 @@ def dask_client(
             yield client
         return
     n = workers or settings.dask_workers
-    # the workers inherit the environment: keep LightGBM's idle OpenMP threads from spinning
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     # Dask logs every worker start and stop at INFO (and a stop it had to force at WARNING)
     logging.getLogger("distributed").setLevel(logging.ERROR)
     with (
-        # dashboard_address ":0": its HTTP server (health, metrics) takes a free port, not 8787
-        LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=40) as cluster,
+        # dashboard_address ":0": its HTTP server (health, metrics) takes a free port, not 8787;
+        # OMP_WAIT_POLICY: LightGBM's idle OpenMP threads must not spin on a busy machine
+        LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+            env={"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")},
+        ) as cluster,
         Client(cluster) as client,
     ):
         yield client
