@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -194,8 +195,14 @@ def tail_history(flights: pd.DataFrame) -> pd.DataFrame:
     return merged.set_index("flight_id")[["tail_prev_dep_delay", "tail_prev_minutes_ago"]]
 
 
+@lru_cache(maxsize=1)
+def _holidays() -> np.ndarray:
+    # built once per process: the prediction service calls build_features on every request
+    return USFederalHolidayCalendar().holidays("2012-12-01", "2014-02-01").to_numpy(dtype="datetime64[D]")
+
+
 def _days_to_holiday(local: pd.Series) -> np.ndarray:
-    holidays = USFederalHolidayCalendar().holidays("2012-12-01", "2014-02-01").to_numpy(dtype="datetime64[D]")
+    holidays = _holidays()
     days = local.dt.normalize().to_numpy(dtype="datetime64[D]")
     return np.abs(days[:, None] - holidays[None, :]).min(axis=1).astype("float64")
 
