@@ -51,10 +51,12 @@ class HashingEncoder(TransformerMixin, BaseEstimator):
 
     def transform(self, X: pd.DataFrame):
         frame = pd.DataFrame(X)
-        tokens = [
-            [f"{col}={value}" for col, value in zip(frame.columns, row, strict=True) if isinstance(value, str)]
-            for row in frame.itertuples(index=False, name=None)
+        # one object array per column: iterating plain Python strings is several times faster than
+        # iterating rows of (Arrow-backed) string columns, and gives the same tokens
+        columns = [
+            [f"{col}={value}" if isinstance(value, str) else None for value in frame[col].to_numpy(dtype=object)] for col in frame.columns
         ]
+        tokens = [[token for token in row if token is not None] for row in zip(*columns, strict=True)] if columns else [[] for _ in range(len(frame))]
         return FeatureHasher(n_features=self.n_features, input_type="string", alternate_sign=False).transform(tokens)
 
     def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> np.ndarray:

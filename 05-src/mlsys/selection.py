@@ -31,7 +31,14 @@ def permutation_table(
     if max_rows is not None and len(X) > max_rows:
         X = X.sample(max_rows, random_state=seed)
         y = y.loc[X.index]
-    result = permutation_importance(model, X, y, scoring="roc_auc", n_repeats=n_repeats, random_state=seed, n_jobs=1)
+    estimator, inputs = model, X
+    prep = model.named_steps.get("prep") if isinstance(model, Pipeline) else None
+    if prep is not None and list(prep.get_feature_names_out()) == list(X.columns):
+        # one output column per input column, each computed from its own column only (the tree
+        # preprocessor): shuffling a column before or after the transform is the same, so transform
+        # once instead of once per shuffle
+        estimator, inputs = model[-1], prep.transform(X)
+    result = permutation_importance(estimator, inputs, y, scoring="roc_auc", n_repeats=n_repeats, random_state=seed, n_jobs=1)
     table = pd.DataFrame({"importance": result.importances_mean, "std": result.importances_std}, index=pd.Index(X.columns, name="feature"))
     table["keep"] = (table["importance"] > 0) & (table["importance"] > table["std"])
     logger.info("permutation importance: {} of {} features earn their keep", int(table["keep"].sum()), len(table))
@@ -48,7 +55,8 @@ def fit_lightgbm(train: pd.DataFrame, label: str, columns: Sequence[str], seed: 
     """`make_model("lightgbm")` restricted to `columns` (numeric and categorical kept apart)."""
     numeric = [c for c in columns if c in features.NUMERIC]
     categorical = [c for c in columns if c in features.CATEGORICAL]
-    model = pipeline.make_model("lightgbm", seed=seed, numeric=numeric, categorical=categorical)
+    # one thread: on a busy 2-core machine LightGBM's threads wait on each other (same model either way)
+    model = pipeline.make_model("lightgbm", seed=seed, numeric=numeric, categorical=categorical, n_jobs=1)
     return model.fit(train[[*numeric, *categorical]], train[label])
 
 
@@ -63,6 +71,21 @@ def score_models(models: dict[str, Pipeline], splits: dict[str, pd.DataFrame], l
             row[f"{part} roc_auc"] = round(float(roc_auc_score(frame[label], model.predict_proba(frame[columns])[:, 1])), 4)
         rows.append(row)
     return pd.DataFrame(rows).set_index("model")
+
+
+def score_by_month(models: dict[str, Pipeline], frame: pd.DataFrame, label: str = "late") -> pd.DataFrame:
+    """ROC AUC of each fitted model in each calendar month of `frame` (e.g. the validation split's two)."""
+    month = frame["sched_dep_local"].dt.month_name().str[:3]
+    rows = {}
+    for name, model in models.items():
+        columns = list(model.feature_names_in_)
+        p = pd.Series(model.predict_proba(frame[columns])[:, 1], index=frame.index)
+        scores = {"features": len(columns)}
+        for value in month.unique():
+            part = month == value
+            scores[f"{value} roc_auc"] = round(float(roc_auc_score(frame.loc[part, label], p[part])), 4)
+        rows[name] = scores
+    return pd.DataFrame(rows).T.astype({"features": "int64"}).rename_axis("model")
 
 
 def window_ranges(splits: dict[str, pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:

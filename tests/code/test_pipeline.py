@@ -155,3 +155,32 @@ def test_fit_early_stopping_fits_preprocessing_on_train_only(frame_a: pd.DataFra
     assert "SFO" not in model.named_steps["prep"].named_transformers_["cat"].categories_["dest"]
     assert 1 <= model.named_steps["model"].best_iteration_ < 200  # random labels: stops early
     assert model.predict_proba(valid[features.FEATURES]).shape == (len(valid), 2)
+
+
+def _row_wise_tokens(frame: pd.DataFrame) -> list[list[str]]:
+    """The hashing encoder's tokens built row by row, the obvious (slow) way."""
+    return [[f"{c}={v}" for c, v in zip(frame.columns, row, strict=True) if isinstance(v, str)] for row in frame.itertuples(index=False, name=None)]
+
+
+def test_hashing_encoder_hashes_the_same_tokens_as_row_by_row(frame_a: pd.DataFrame) -> None:
+    from sklearn.feature_extraction import FeatureHasher
+
+    frame = frame_a[pipeline.HASHED].copy()
+    frame.loc[frame.index[:7], "tailnum"] = None  # missing values contribute no token
+    frame.loc[frame.index[3:9], "route"] = pd.NA
+    expected = FeatureHasher(n_features=pipeline.HASH_FEATURES, input_type="string", alternate_sign=False).transform(_row_wise_tokens(frame))
+    got = HashingEncoder().fit(frame).transform(frame)
+    assert (got != expected).nnz == 0
+    assert got[:3].sum() == 3  # rows 0-2 kept only their route
+
+
+def test_permutation_importance_shortcut_matches_the_full_pipeline(frame_a: pd.DataFrame) -> None:
+    from sklearn.inspection import permutation_importance
+
+    from mlsys import selection
+
+    model = pipeline.make_model("lightgbm", n_estimators=20, min_child_samples=20).fit(frame_a[features.FEATURES], frame_a["late"])
+    X, y = frame_a[features.FEATURES], frame_a["late"]
+    table = selection.permutation_table(model, X, y, seed=0, n_repeats=2, max_rows=None)
+    full = permutation_importance(model, X, y, scoring="roc_auc", n_repeats=2, random_state=0, n_jobs=1)
+    np.testing.assert_allclose(table.loc[X.columns, "importance"].to_numpy(), full.importances_mean)

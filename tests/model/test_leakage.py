@@ -98,3 +98,83 @@ def test_leaky_setup_scores_higher_than_leak_free(peer: pd.DataFrame) -> None:
     # ... and a model judged on the months after its training data looks worse still
     assert honest["roc_auc"] < same_split["roc_auc"]
     assert np.intersect1d(leaky["test_ids"], honest["test_ids"]).size > 0
+
+
+# --------------------------------------------------------------------------- missingness proxies
+
+
+@pytest.fixture(scope="module")
+def table() -> pd.DataFrame:
+    return features.feature_table()
+
+
+def test_no_current_feature_is_a_missingness_proxy_for_either_label(table: pd.DataFrame) -> None:
+    assert leakage.missingness_proxies(table, features.FEATURES, "late") == []
+    flown = table.assign(late30=features.peer_label(table))
+    assert leakage.missingness_proxies(flown, features.FEATURES, "late30") == []
+
+
+def test_the_retired_tail_count_is_found_when_rebuilt(table: pd.DataFrame) -> None:
+    rebuilt = table.assign(tail_flights_before_today=leakage.tail_flights_before_today(table))
+    # the feature is missing exactly for the flights without a tail number, all of them cancelled
+    assert rebuilt["tail_flights_before_today"].isna().equals(table["tailnum"].isna())
+    assert table.loc[table["tailnum"].isna(), "late"].eq(1).all()
+    assert leakage.missingness_proxies(rebuilt, [*features.FEATURES, "tail_flights_before_today"], "late") == ["tail_flights_before_today"]
+
+
+def test_missingness_check_flags_a_perfect_gap_and_spares_an_informative_one() -> None:
+    rng = np.random.default_rng(0)
+    n = 2_000
+    y = (rng.random(n) < 0.3).astype(float)
+    frame = pd.DataFrame({"y": y, "proxy": np.where(y == 1, np.nan, 1.0), "informative": np.where(rng.random(n) < np.where(y == 1, 0.5, 0.1), np.nan, 1.0)})
+    # a few gaps in a rare group: too few rows to call it a proxy
+    frame["few"] = 1.0
+    frame.loc[frame.index[y == 1][:10], "few"] = np.nan
+    table = leakage.missingness_table(frame, ["proxy", "informative", "few"], "y")
+    assert table["proxy"].to_dict() == {"proxy": True, "informative": False, "few": False}
+    # "proxy" is missing for every late row: its *present* rows are all on time, and that side is flagged too
+    assert table.loc["proxy", "y rate if missing"] == 1.0
+    assert leakage.missingness_table(frame, ["y"], "y").empty
+
+
+# --------------------------------------------------------------------------- groups and lineage
+
+
+def test_split_overlap_counts_shared_days_aircraft_and_flights() -> None:
+    day = pd.Timestamp("2013-05-01 08:00")
+    frame = pd.DataFrame(
+        {
+            "sched_dep_local": [day, day + pd.Timedelta(days=1), day, day + pd.Timedelta(days=2)],
+            "tailnum": ["N1", "N2", "N2", "N9"],
+            "carrier": ["AA"] * 4,
+            "flight": [1, 2, 1, 3],
+            "route": ["JFK-BOS"] * 4,
+        }
+    )
+    overlap = leakage.split_overlap(frame.iloc[:2], frame.iloc[2:])
+    assert overlap == {"same day in train": 0.5, "same aircraft in train": 0.5, "same scheduled flight in train": 0.5}
+
+
+def test_a_random_split_shares_days_and_scores_higher_than_one_that_keeps_days_whole(table: pd.DataFrame) -> None:
+    result = leakage.group_leakage_table(table, n_rows=16_000, seed=0)
+    random, by_day = result.iloc[0], result.iloc[1]
+    assert random["same day in train"] == 1.0
+    assert by_day["same day in train"] == 0.0
+    assert random["roc_auc"] > by_day["roc_auc"]
+
+
+def test_course_splits_share_no_day() -> None:
+    splits = features.load_splits(fast=True, seed=42)
+    for part in ("valid", "test"):
+        assert leakage.split_overlap(splits["train"], splits[part])["same day in train"] == 0.0
+
+
+def test_lineage_names_raw_checksums_feature_version_and_rows() -> None:
+    splits = features.load_splits(fast=True, seed=42)
+    lineage = leakage.lineage_table(splits, fast=True, seed=42)
+    sums = data.expected_checksums(data.ensure_raw())
+    raw = lineage.loc["raw file"]
+    assert {f"sha256 {sums[name][:12]}" for name in raw["artefact"]} == set(raw["identified by"])
+    assert lineage.loc["feature table", "identified by"] == f"feature code {features.FEATURE_VERSION}"
+    assert lineage.loc["split: test", "rows"] == f"{len(splits['test']):,}"
+    assert len({lineage.loc[f"split: {name}", "identified by"] for name in splits}) == 3
