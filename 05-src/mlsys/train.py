@@ -7,10 +7,18 @@ the hardware (tagged by `tracking.run`) and the fitted model itself.
 
 The zoo (`make_zoo_model`) holds the models the lesson compares, from the zero-rule baseline to a
 stacked ensemble; every one is a scikit-learn estimator that takes the raw feature columns.
+`choose_on_validation` picks among them on the validation split only (a paired bootstrap says
+which candidates are as good as the best; the cheapest of those wins), and `headline` is the one
+recipe behind the course's headline figure per label, shared by lessons 04 and 05.
+
+Every run also records what it was made from (`version_tags`): the git commit of the code, the
+checksum of the raw files, the feature code's version and a fingerprint of the training rows.
 """
 
 from __future__ import annotations
 
+import hashlib
+import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,14 +35,17 @@ from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier, StackingClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
 from mlsys import pipeline, tracking
 from mlsys.baselines import HeuristicBaseline, ZeroRule
+from mlsys.config import Settings, get_settings, repo_root
 from mlsys.display import duration
-from mlsys.features import CATEGORICAL, NUMERIC, peer_label
+from mlsys.features import CATEGORICAL, FEATURE_VERSION, NUMERIC, peer_label
 from mlsys.logger import logger
 from mlsys.metrics import classification_scores
 
@@ -50,6 +61,14 @@ EVAL_METRICS = ["binary_logloss"]
 #: one thread per model: on a shared, oversubscribed CPU LightGBM's OpenMP threads wait on each
 #: other (measured: 100 trees on 20k rows, 1.4 s with one thread, 19 s with two); results are identical
 N_JOBS = 1
+#: models evaluated for one prediction (1 when not listed): the serving cost a choice between equally
+#: good candidates minimises (Huyen, 2022, ch. 6: ensembles are harder to deploy and maintain)
+MODELS_PER_PREDICTION = {"stacking": 3}
+#: the headline recipe: up to this many trees, early stopping after this many without improvement
+HEADLINE_MAX_TREES = 2000
+HEADLINE_EARLY_STOPPING = 50
+#: the name of the course's default LightGBM recipe (`headline_model`) among refit candidates
+DEFAULT_RECIPE = "lightgbm, course defaults"
 
 
 @dataclass
@@ -70,6 +89,8 @@ class TrainResult:
     model_uri: str | None = None
     evals: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     best_iteration: int | None = None
+    #: probabilities on the validation split (out-of-fold for a stack's meta-learner)
+    valid_pred: np.ndarray | None = None
 
     @property
     def per_1000_rows_seconds(self) -> float:
@@ -86,6 +107,8 @@ class TrainResult:
             "pr_auc": self.test["pr_auc"],
             "brier": self.test["brier"],
             "valid_roc_auc": self.valid["roc_auc"],
+            "valid_pr_auc": self.valid["pr_auc"],
+            "valid_brier": self.valid["brier"],
             "train_seconds": self.train_seconds,
             "single_row_seconds": self.single_row_seconds,
             "per_1000_rows_seconds": self.per_1000_rows_seconds,
@@ -150,6 +173,18 @@ def stacking_model(members: Mapping[str, BaseEstimator]) -> StackingClassifier:
     members trained on later months predict earlier ones, which the time split is there to avoid.
     """
     return StackingClassifier(list(members.items()), final_estimator=LogisticRegression(), cv="prefit", stack_method="predict_proba")
+
+
+def stack_out_of_fold(stack: StackingClassifier, X: pd.DataFrame, y: pd.Series, seed: int = 42, folds: int = 5) -> np.ndarray:
+    """Probabilities on (X, y), the rows the stack's meta-learner was fitted on, predicted out of fold.
+
+    The members are prefit and stay fixed; only the meta-learner is refitted on k - 1 folds of
+    their predictions and scores the held-out fold. So the stack's validation score is as honest
+    as any other model's, and can be compared with theirs.
+    """
+    member_predictions = stack.transform(X)
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    return cross_val_predict(clone(stack.final_estimator), member_predictions, y, cv=cv, method="predict_proba")[:, 1]
 
 
 def make_zoo_model(kind: str, seed: int = 42, fast: bool = True) -> BaseEstimator:
@@ -313,6 +348,53 @@ def sample_predictions(df: pd.DataFrame, y: pd.Series, p: np.ndarray, n: int = 2
     return out
 
 
+def row_fingerprint(df: pd.DataFrame, label: str | None = LABEL) -> str:
+    """16 hex digits that change when a split's rows (`flight_id`) or labels change.
+
+    Together with the raw files' checksums and the feature code's version this pins the training
+    data exactly; hashing integers only keeps it identical on every machine (floats computed with
+    other CPU kernels could differ in their last bit). Frames without `flight_id` hash every column.
+    """
+    columns = [c for c in ("flight_id", label) if c is not None and c in df] if "flight_id" in df else list(df.columns)
+    hashed = pd.util.hash_pandas_object(df[columns], index=False).to_numpy()
+    return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
+
+
+def git_commit(root: Any = None) -> tuple[str | None, bool | None]:
+    """The checked-out commit and whether tracked files differ from it; (None, None) outside git."""
+    root = root or repo_root()
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        status = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    return commit, bool(status.strip())
+
+
+def raw_data_checksum(settings: Settings | None = None) -> str:
+    """First 16 hex digits of the SHA-256 of the raw folder's `SHA256SUMS`: one checksum for every raw file."""
+    settings = settings or get_settings()
+    sums = settings.raw_dir / "SHA256SUMS"
+    return hashlib.sha256(sums.read_bytes()).hexdigest()[:16] if sums.exists() else "unknown"
+
+
+def version_tags(train_part: pd.DataFrame, label: str = LABEL, fit_on: str = "train") -> dict[str, str]:
+    """What a run was made from: code (git commit), raw data (checksums), features (code version), rows."""
+    commit, dirty = git_commit()
+    tags = {
+        "data.raw_sha256": raw_data_checksum(),
+        "data.feature_version": FEATURE_VERSION,
+        "data.fit_rows": row_fingerprint(train_part, label),
+        "data.fit_split": fit_on,
+    }
+    if commit:
+        # MLflow's own tag name: the UI links the run to this commit
+        tags |= {"mlflow.source.git.commit": commit, "code.uncommitted_changes": str(dirty).lower()}
+    return tags
+
+
 def train_and_log(
     model: BaseEstimator,
     splits: Mapping[str, pd.DataFrame],
@@ -334,7 +416,8 @@ def train_and_log(
     `early_stopping_rounds` is given). Logged: scalar hyperparameters, valid_*/test_* scores,
     timings, per-iteration curves with a PNG, `predictions/test_sample.csv` and the model.
     `fit_on="valid"` fits on the validation split instead (a stack of prefit members); its valid
-    scores are then in-sample and only the test scores are a fair comparison.
+    scores are then out of fold for the meta-learner (`stack_out_of_fold`). Tags record the code,
+    data and feature versions (`version_tags`).
     """
     X, y = xy(splits[fit_on], label, columns)
     Xv, yv = xy(splits["valid"], label, columns)
@@ -344,7 +427,10 @@ def train_and_log(
         fit(model, X, y, Xv, yv, early_stopping_rounds)
         train_seconds = time.perf_counter() - start
 
-        valid = classification_scores(yv, predict(model, Xv))
+        # a stack fitted on valid is scored out of fold there, so its valid score compares with the others'
+        stacked_on_valid = fit_on == "valid" and isinstance(model, StackingClassifier)
+        p_valid = stack_out_of_fold(model, Xv, yv, seed) if stacked_on_valid else predict(model, Xv)
+        valid = classification_scores(yv, p_valid)
         p_test, batch_seconds = timed_predict(model, Xt)
         test = classification_scores(yt, p_test)
         latency = single_row_latency(model, Xt, n_latency, seed)
@@ -353,6 +439,7 @@ def train_and_log(
         evals = (getattr(booster, "evals_result_", None) or {}) if is_lightgbm(model) else {}
         best = int(booster.best_iteration_) if evals and getattr(booster, "best_iteration_", 0) else None
 
+        mlflow.set_tags(version_tags(splits[fit_on], label, fit_on))
         mlflow.log_params(
             {
                 **scalar_params(model),
@@ -402,25 +489,230 @@ def train_and_log(
         model_uri=model_uri,
         evals={k: dict(v) for k, v in evals.items()},
         best_iteration=best,
+        valid_pred=p_valid,
     )
 
 
-def comparison_table(results: Sequence[TrainResult]) -> pd.DataFrame:
-    """One row per model, test metrics rounded to 4 decimals and timings as `display.duration` text."""
+def comparison_table(results: Sequence[TrainResult], split: str = "test") -> pd.DataFrame:
+    """One row per model: metrics on `split` ("valid" or "test") rounded to 4 decimals, timings as text."""
     rows = pd.DataFrame([r.row() for r in results])
+    prefix = "valid_" if split == "valid" else ""
     return pd.DataFrame(
         {
             "model": rows["model"],
             "label": rows["label"],
             "train rows": rows["train_rows"].map("{:,}".format),
-            "ROC AUC": rows["roc_auc"].round(4),
-            "PR AUC": rows["pr_auc"].round(4),
-            "Brier": rows["brier"].round(4),
+            "ROC AUC": rows[f"{prefix}roc_auc"].round(4),
+            "PR AUC": rows[f"{prefix}pr_auc"].round(4),
+            "Brier": rows[f"{prefix}brier"].round(4),
             "training": rows["train_seconds"].map(duration),
             "latency, 1 row": rows["single_row_seconds"].map(duration),
             "batch, per 1,000 rows": rows["per_1000_rows_seconds"].map(duration),
         }
     )
+
+
+# --------------------------------------------------------------------------- choosing on validation
+
+
+def weighted_roc_auc(y: np.ndarray, p: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """ROC AUC of `p` for each row of `weights` (one weight per flight; ties count half).
+
+    With all weights 1 it is `roc_auc_score`; with bootstrap counts as weights it is the AUC of a
+    resample, computed in one pass over the sorted scores instead of re-sorting every resample.
+    """
+    y = np.asarray(y, dtype="float64")
+    weights = np.atleast_2d(np.asarray(weights, dtype="float64"))
+    levels, inverse = np.unique(np.asarray(p), return_inverse=True)
+    out = np.empty(len(weights))
+    for i, w in enumerate(weights):
+        positive = np.bincount(inverse, weights=w * y, minlength=len(levels))
+        negative = np.bincount(inverse, weights=w * (1 - y), minlength=len(levels))
+        below = np.cumsum(negative) - negative
+        out[i] = float((positive * (below + 0.5 * negative)).sum() / (positive.sum() * negative.sum()))
+    return out
+
+
+def bootstrap_weights(n_rows: int, n_boot: int = 200, seed: int = 42, groups: np.ndarray | pd.Series | None = None) -> np.ndarray:
+    """`n_boot` bootstrap resamples of `n_rows` rows as counts per row (shape n_boot x n_rows).
+
+    With `groups` (e.g. each flight's day) whole groups are resampled: flights of one day share
+    their weather and delays, so they are not independent draws, and resampling them one by one
+    would make an interval look narrower than the data allow.
+    """
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        return np.stack([np.bincount(rng.integers(0, n_rows, n_rows), minlength=n_rows) for _ in range(n_boot)])
+    codes, uniques = pd.factorize(pd.Series(groups).reset_index(drop=True), sort=True)
+    if len(codes) != n_rows:
+        raise ValueError(f"groups has {len(codes)} entries for {n_rows} rows")
+    n_groups = len(uniques)
+    return np.stack([np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)[codes] for _ in range(n_boot)])
+
+
+def choose_on_validation(
+    y_valid: pd.Series | np.ndarray,
+    predictions: Mapping[str, np.ndarray],
+    n_boot: int = 200,
+    seed: int = 42,
+    level: float = 0.95,
+    models_per_prediction: Mapping[str, int] | None = None,
+    groups: np.ndarray | pd.Series | None = None,
+) -> pd.DataFrame:
+    """Pick a model on the validation split only: as good as the best, and the cheapest to serve.
+
+    For each candidate, a paired bootstrap of the validation flights (of whole `groups`, e.g.
+    days, when given) gives an interval for how far its ROC AUC lies behind the best candidate's. Candidates whose interval reaches 0 are "as good
+    as the best" (the data cannot tell them apart); among them the one with the fewest models per
+    prediction wins, then the higher ROC AUC. Returns one row per candidate, best first.
+    """
+    costs = {**MODELS_PER_PREDICTION, **(models_per_prediction or {})}
+    y = np.asarray(y_valid, dtype="float64")
+    weights = bootstrap_weights(len(y), n_boot, seed, groups)
+    point = {name: float(weighted_roc_auc(y, p, np.ones(len(y)))[0]) for name, p in predictions.items()}
+    best = max(point, key=point.__getitem__)
+    best_boot = weighted_roc_auc(y, predictions[best], weights)
+    tail = (1 - level) / 2
+    rows = []
+    for name, p in predictions.items():
+        behind = best_boot - weighted_roc_auc(y, p, weights) if name != best else np.zeros(n_boot)
+        low, high = np.quantile(behind, [tail, 1 - tail])
+        rows.append(
+            {
+                "model": name,
+                "valid ROC AUC": round(point[name], 4),
+                "behind the best": round(point[best] - point[name], 4),
+                f"{level:.0%} interval": f"[{low:+.4f}, {high:+.4f}]",
+                "as good as the best": bool(low <= 0),
+                "models per prediction": int(costs.get(name, 1)),
+            }
+        )
+    table = pd.DataFrame(rows).sort_values("valid ROC AUC", ascending=False, kind="stable").set_index("model")
+    tied = table[table["as good as the best"]]
+    chosen = tied.sort_values(["models per prediction", "valid ROC AUC"], ascending=[True, False], kind="stable").index[0]
+    table["chosen"] = table.index == chosen
+    return table
+
+
+def chosen_model(table: pd.DataFrame) -> str:
+    """The name `choose_on_validation` chose."""
+    return str(table.index[table["chosen"]][0])
+
+
+def refit_recipe(
+    choice: str, splits: Mapping[str, pd.DataFrame], seed: int = 42, fast: bool = True, tuned_params: Mapping[str, object] | None = None
+) -> tuple[BaseEstimator, int | None, str]:
+    """The chosen recipe, unfitted, to retrain on a whole training split: (model, early stopping, fit_on).
+
+    `choice` is a zoo name, "stacking" (its members are refitted on `splits["train"]` here, the
+    meta-learner is left to fit on valid), "lightgbm, tuned" with the search's `tuned_params`
+    (the number of trees is chosen again by early stopping), or `DEFAULT_RECIPE`, the course's
+    LightGBM defaults (`headline_model`).
+    """
+    if choice == "stacking":
+        X, y = xy(splits["train"])
+        Xv, yv = xy(splits["valid"])
+        members = {}
+        for kind in ("logreg", "lightgbm", "bagging"):
+            members[kind] = fit(make_zoo_model(kind, seed, fast), X, y, Xv, yv, 50 if kind == "lightgbm" else None)
+        return stacking_model(members), None, "valid"
+    if choice == "lightgbm, tuned":
+        params = {k: v for k, v in (tuned_params or {}).items() if k != "n_estimators"}
+        return lightgbm_model(seed, fast, **params), 50, "train"
+    if choice == DEFAULT_RECIPE:
+        return headline_model(seed), HEADLINE_EARLY_STOPPING, "train"
+    return make_zoo_model(choice, seed, fast), (50 if choice == "lightgbm" else None), "train"
+
+
+def log_model_to_run(run_id: str, model: BaseEstimator, input_example: pd.DataFrame) -> str:
+    """Log a fitted model into an existing run (e.g. the finalist chosen after its run ended); returns its URI."""
+    with mlflow.start_run(run_id=run_id):
+        return tracking.log_sklearn_model(model, input_example).model_uri
+
+
+# --------------------------------------------------------------------------- the headline figure
+
+
+@dataclass
+class Headline:
+    """The course's headline figure for one label: what was trained on what, and the test ROC AUC."""
+
+    label: str
+    roc_auc: float
+    train_rows: int
+    test_rows: int
+    trees: int
+    model: Pipeline
+
+    def row(self) -> dict[str, object]:
+        """The figure with its split and training size, for a table."""
+        return {
+            "label": self.label,
+            "split": "train Jan–Aug, early stopping on Sep–Oct, test Nov–Dec",
+            "train rows": f"{self.train_rows:,}",
+            "test rows": f"{self.test_rows:,}",
+            "trees": self.trees,
+            "test ROC AUC": round(self.roc_auc, 4),
+        }
+
+
+def headline_model(seed: int = 42) -> Pipeline:
+    """The headline recipe: LightGBM with the course's defaults (`pipeline.lightgbm_params`), room for many trees."""
+    return pipeline.make_model("lightgbm", seed=seed, n_estimators=HEADLINE_MAX_TREES, n_jobs=N_JOBS)
+
+
+def headline(splits: Mapping[str, pd.DataFrame], label: str = LABEL, seed: int = 42, test_ids: np.ndarray | None = None) -> Headline:
+    """Train the headline recipe on the whole training split, stop early on valid, score test once.
+
+    `label` is the course's `late` or the tutorial's `late30` (flown flights only). The training
+    size is whatever `splits` holds: 60,000 flights in fast mode, every training flight otherwise.
+    """
+    parts = peer_splits(splits) if label == PEER_LABEL else dict(splits)
+    X, y = xy(parts["train"], label)
+    Xv, yv = xy(parts["valid"], label)
+    test = parts["test"] if test_ids is None else parts["test"][parts["test"]["flight_id"].isin(test_ids)]
+    Xt, yt = xy(test, label)
+    model = fit(headline_model(seed), X, y, Xv, yv, HEADLINE_EARLY_STOPPING)
+    auc = float(roc_auc_score(yt, predict(model, Xt)))
+    trees = int(model.named_steps["model"].best_iteration_)
+    logger.info("headline, {}: test ROC AUC {:.4f} ({} training rows, {} trees)", label, auc, len(X), trees)
+    return Headline(label=label, roc_auc=auc, train_rows=len(X), test_rows=len(Xt), trees=trees, model=model)
+
+
+# --------------------------------------------------------------------------- model assumptions
+
+
+def log_odds_by_bin(df: pd.DataFrame, column: str, label: str = LABEL, bins: int = 10) -> pd.DataFrame:
+    """Empirical log-odds of `label` per quantile bin of `column`, next to a one-feature logistic fit.
+
+    A logistic regression assumes the log-odds move along a straight line in each feature (with
+    the others fixed); where the two columns part, one linear term cannot follow the data.
+    """
+    known = df[[column, label]].dropna()
+    x, y = known[column].to_numpy(dtype="float64"), known[label].astype("int64").to_numpy()
+    line = LogisticRegression().fit(((x - x.mean()) / x.std())[:, None], y)
+    bucket = pd.qcut(x, bins, duplicates="drop")
+    grouped = pd.DataFrame({"x": x, "y": y}).groupby(bucket, observed=True)
+    rate = grouped["y"].mean()
+    middle = grouped["x"].median().to_numpy()
+    fitted = line.decision_function(((middle - x.mean()) / x.std())[:, None])
+    return pd.DataFrame(
+        {
+            "flights": grouped.size().to_numpy(),
+            f"median {column}": np.round(middle, 2),
+            f"{label} rate": rate.round(4).to_numpy(),
+            "log-odds (data)": np.round(np.log(rate / (1 - rate)).to_numpy(), 3),
+            "log-odds (straight line)": np.round(fitted, 3),
+        },
+        index=pd.RangeIndex(1, len(rate) + 1, name="bin"),
+    )
+
+
+def logged_requirements(model_uri: str) -> list[str]:
+    """The pinned requirements stored with a logged model (`models:/m-<id>`): what the service installs."""
+    model = mlflow.get_logged_model(model_uri.rstrip("/").split("/")[-1])
+    text = mlflow.artifacts.load_text(model.artifact_location.rstrip("/") + "/requirements.txt")
+    return [line for line in text.splitlines() if line.strip()]
 
 
 def tracked_summary(run_id: str) -> dict[str, list[str]]:

@@ -5,8 +5,9 @@ important ones as well as a grid of the same budget while wasting no trials on t
 ones (Huyen, 2022, ch. 6). The number of trees is not sampled: each trial grows up to
 `max_estimators` trees and early stopping on the validation split picks how many to keep.
 
-The search selects by validation ROC AUC only; the chosen configuration is scored on the test
-split exactly once, after the choice, so the test score stays an unbiased estimate.
+The search selects by validation ROC AUC only. With `score_test=True` the chosen configuration
+is scored on the test split exactly once, after the choice; a lesson that still has a choice to
+make after the search (lesson 05) passes `score_test=False` and looks at test later, once.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ SPACE: dict[str, tuple[str, float, float]] = {
 
 @dataclass
 class SearchResult:
-    """The trials table, the chosen configuration, its valid and (scored once) test metrics."""
+    """The trials table, the chosen configuration, its valid and (scored once, if asked) test metrics."""
 
     trials: pd.DataFrame
     best_params: dict[str, Any]
@@ -48,6 +49,8 @@ class SearchResult:
     test: dict[str, float]
     model: Pipeline
     run_id: str
+    #: the chosen configuration's probabilities on the validation split
+    valid_pred: np.ndarray | None = None
 
 
 def sample_params(rng: np.random.Generator, space: Mapping[str, tuple[str, float, float]] = SPACE) -> dict[str, Any]:
@@ -74,11 +77,14 @@ def random_search(
     early_stopping_rounds: int = 30,
     name: str = "lightgbm-random-search",
     space: Mapping[str, tuple[str, float, float]] = SPACE,
+    score_test: bool = True,
+    show_progress: bool = False,
 ) -> SearchResult:
     """Run `n_trials` seeded trials (one nested MLflow run each) under one parent run.
 
     Returns the trials (one row per trial: parameters, trees kept, valid scores), the best one by
-    validation ROC AUC (first one on ties) refit-free: its fitted model is kept and scored on test.
+    validation ROC AUC (first one on ties) refit-free: its fitted model is kept and, with
+    `score_test`, scored on test. `show_progress` draws a progress bar (kept out of lesson outputs).
     """
     X, y = xy(splits["train"], label)
     Xv, yv = xy(splits["valid"], label)
@@ -91,7 +97,8 @@ def random_search(
     best_model, best_auc = None, -np.inf
     with tracking.run(name, label=label, search="random") as parent:
         mlflow.log_params({"n_trials": n_trials, "seed": seed, "max_estimators": max_estimators, "early_stopping_rounds": early_stopping_rounds})
-        for trial in progress(range(n_trials), total=n_trials, desc="random search"):
+        trial_numbers = progress(range(n_trials), total=n_trials, desc="random search") if show_progress else range(n_trials)
+        for trial in trial_numbers:
             params = sample_params(rng, space)
             model = pipeline.lightgbm_classifier(seed, n_estimators=max_estimators, n_jobs=N_JOBS, **params)
             start = time.perf_counter()
@@ -122,10 +129,13 @@ def random_search(
         best = trials.loc[trials["valid_roc_auc"].idxmax()]
         best_params = {k: best[k].item() if hasattr(best[k], "item") else best[k] for k in [*space, "n_estimators"]}
         chosen = Pipeline([("prep", prep), ("model", best_model)])
-        valid_best = classification_scores(yv, predict(chosen, Xv))
-        test = classification_scores(yt, predict(chosen, Xt))  # the one and only look at test
+        p_valid = predict(chosen, Xv)
+        valid_best = classification_scores(yv, p_valid)
+        test = classification_scores(yt, predict(chosen, Xt)) if score_test else {}  # the one and only look at test
         mlflow.log_params({f"best_{k}": v for k, v in best_params.items()} | {"best_trial": int(best["trial"])})
         mlflow.log_metrics({**{f"valid_{k}": v for k, v in valid_best.items()}, **{f"test_{k}": v for k, v in test.items()}})
         mlflow.log_text(trials.drop(columns="run_id").to_csv(index=False), "trials.csv")
-        logger.info("random search: best trial {} valid ROC AUC {:.4f}, test {:.4f}", int(best["trial"]), valid_best["roc_auc"], test["roc_auc"])
-    return SearchResult(trials=trials, best_params=best_params, valid=valid_best, test=test, model=chosen, run_id=parent.info.run_id)
+        logger.info("random search: best trial {} valid ROC AUC {:.4f}", int(best["trial"]), valid_best["roc_auc"])
+    return SearchResult(
+        trials=trials, best_params=best_params, valid=valid_best, test=test, model=chosen, run_id=parent.info.run_id, valid_pred=p_valid
+    )

@@ -71,3 +71,15 @@ def test_sampled_parameters_stay_in_their_ranges() -> None:
         for name, (kind, low, high) in tune.SPACE.items():
             assert low <= params[name] <= high, name
             assert isinstance(params[name], int) == (kind == "int_log")
+
+
+def test_search_can_leave_test_alone(small: dict[str, pd.DataFrame], result: tune.SearchResult) -> None:
+    blind = tune.random_search(small, n_trials=TRIALS, seed=SEED, max_estimators=60, early_stopping_rounds=10, score_test=False)
+    assert blind.test == {}
+    parent = mlflow.get_run(blind.run_id)
+    assert not [key for key in parent.data.metrics if key.startswith("test_")]
+    # the choice and its validation predictions do not depend on whether test is scored afterwards
+    pd.testing.assert_frame_equal(comparable(blind.trials), comparable(result.trials))
+    np.testing.assert_array_equal(blind.valid_pred, result.valid_pred)
+    X_valid, _ = train.xy(small["valid"])
+    np.testing.assert_array_equal(blind.valid_pred, train.predict(blind.model, X_valid))

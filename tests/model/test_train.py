@@ -124,3 +124,107 @@ def test_unlabelled_rows_are_refused(small: dict[str, pd.DataFrame]) -> None:
     frame = small["train"].assign(y=np.where(np.arange(len(small["train"])) % 2, 1.0, np.nan))
     with pytest.raises(ValueError, match="no 'y'"):
         train.xy(frame, "y")
+
+
+# --------------------------------------------------------------------------- versions, stacks, choices, headline
+
+
+def test_runs_record_code_and_data_versions(tracked: train.TrainResult, small: dict[str, pd.DataFrame]) -> None:
+    tags = MlflowClient().get_run(tracked.run_id).data.tags
+    assert tags["data.feature_version"] == features.FEATURE_VERSION
+    assert tags["data.fit_rows"] == train.row_fingerprint(small["train"])
+    assert tags["data.fit_split"] == "train"
+    assert len(tags["data.raw_sha256"]) == 16
+    commit, dirty = train.git_commit()
+    if commit:  # a clone without git (e.g. a tarball) records no commit
+        assert tags["mlflow.source.git.commit"] == commit
+        assert tags["code.uncommitted_changes"] == str(dirty).lower()
+
+
+def test_row_fingerprint_follows_rows_and_labels_only(small: dict[str, pd.DataFrame]) -> None:
+    frame = small["train"]
+    base = train.row_fingerprint(frame)
+    assert train.row_fingerprint(frame.copy()) == base
+    flipped = frame.copy()
+    flipped.loc[flipped.index[0], "late"] = 1 - flipped["late"].iloc[0]
+    assert train.row_fingerprint(flipped) != base
+    assert train.row_fingerprint(frame.iloc[1:]) != base
+    assert train.row_fingerprint(frame.assign(wx_temp=0.0)) == base  # features are pinned by the feature version
+
+
+def test_stack_is_scored_out_of_fold_on_valid(small: dict[str, pd.DataFrame]) -> None:
+    X, y = train.xy(small["train"])
+    Xv, yv = train.xy(small["valid"])
+    members = {"logreg": train.make_zoo_model("logreg", SEED).fit(X, y), "bagging": train.make_zoo_model("bagging", SEED).fit(X, y)}
+    result = train.train_and_log(train.stacking_model(members), small, "stack-oof", fit_on="valid", log_model=False, seed=SEED, n_latency=2)
+    in_sample = train.predict(result.model, Xv)
+    assert not np.allclose(result.valid_pred, in_sample)
+    np.testing.assert_allclose(result.valid_pred, train.stack_out_of_fold(result.model, Xv, yv, seed=SEED))
+    assert result.valid["roc_auc"] == pytest.approx(classification_scores(yv, result.valid_pred)["roc_auc"])
+
+
+def test_weighted_auc_is_the_auc_of_the_resample() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 500)
+    p = np.round(rng.random(500), 2)  # ties
+    from sklearn.metrics import roc_auc_score
+
+    assert train.weighted_roc_auc(y, p, np.ones(500))[0] == pytest.approx(roc_auc_score(y, p))
+    weights = train.bootstrap_weights(500, 3, seed=2)
+    for w, auc in zip(weights, train.weighted_roc_auc(y, p, weights), strict=True):
+        rows = np.repeat(np.arange(500), w)
+        assert auc == pytest.approx(roc_auc_score(y[rows], p[rows]))
+
+
+def test_bootstrap_by_group_keeps_groups_whole() -> None:
+    groups = np.repeat(["a", "b", "c", "d"], [3, 1, 2, 4])
+    weights = train.bootstrap_weights(len(groups), 50, seed=0, groups=groups)
+    assert weights.shape == (50, 10)
+    for w in weights:
+        for g in "abcd":
+            assert len(set(w[groups == g])) == 1  # every flight of a day drawn as often as its day
+        assert sum(w[groups == g][0] for g in "abcd") == 4
+    with pytest.raises(ValueError, match="groups"):
+        train.bootstrap_weights(5, 2, groups=groups)
+
+
+def test_choice_prefers_the_cheaper_of_equally_good_models() -> None:
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 4_000)
+    signal = y + rng.normal(0, 1.0, y.size)
+    predictions = {
+        "stacking": signal + rng.normal(0, 0.05, y.size),  # best by a hair
+        "lightgbm": signal + rng.normal(0, 0.06, y.size),  # indistinguishable
+        "logreg": signal + rng.normal(0, 2.0, y.size),  # clearly worse
+    }
+    table = train.choose_on_validation(y, predictions, n_boot=200, seed=0)
+    assert table.index[0] == "stacking"
+    assert bool(table.loc["lightgbm", "as good as the best"]) and not bool(table.loc["logreg", "as good as the best"])
+    assert train.chosen_model(table) == "lightgbm"
+    assert table["chosen"].sum() == 1
+    # without a cost difference the best one is kept
+    assert train.chosen_model(train.choose_on_validation(y, predictions, n_boot=200, seed=0, models_per_prediction={"stacking": 1})) == "stacking"
+
+
+def test_headline_is_the_same_figure_as_the_tracked_run(small: dict[str, pd.DataFrame]) -> None:
+    headline = train.headline(small, train.PEER_LABEL, seed=SEED)
+    peer = train.peer_splits(small)
+    tracked = train.train_and_log(
+        train.headline_model(SEED), peer, "headline-test", label=train.PEER_LABEL,
+        early_stopping_rounds=train.HEADLINE_EARLY_STOPPING, log_model=False, seed=SEED, n_latency=2,
+    )  # fmt: skip
+    assert headline.roc_auc == pytest.approx(tracked.test["roc_auc"], abs=1e-12)
+    assert headline.train_rows == len(peer["train"]) and headline.test_rows == len(peer["test"])
+    assert headline.trees == tracked.best_iteration
+    ids = peer["test"]["flight_id"].to_numpy()[:500]
+    assert train.headline(small, train.PEER_LABEL, seed=SEED, test_ids=ids).test_rows == 500
+
+
+def test_log_odds_table_follows_the_data(small: dict[str, pd.DataFrame]) -> None:
+    shape = train.log_odds_by_bin(small["train"], "sched_minute_of_day", bins=5)
+    assert shape["flights"].sum() == small["train"]["sched_minute_of_day"].notna().sum()
+    rate = shape["late rate"].to_numpy()
+    np.testing.assert_allclose(shape["log-odds (data)"], np.log(rate / (1 - rate)), atol=2e-3)
+    # a one-feature logistic regression is monotone in its feature
+    line = shape["log-odds (straight line)"].to_numpy()
+    assert np.all(np.diff(line) > 0) or np.all(np.diff(line) < 0)
