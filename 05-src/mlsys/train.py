@@ -103,9 +103,9 @@ class TrainResult:
             "model": self.name,
             "label": self.label,
             "train_rows": self.n_train,
-            "roc_auc": self.test["roc_auc"],
-            "pr_auc": self.test["pr_auc"],
-            "brier": self.test["brier"],
+            "roc_auc": self.test.get("roc_auc", np.nan),
+            "pr_auc": self.test.get("pr_auc", np.nan),
+            "brier": self.test.get("brier", np.nan),
             "valid_roc_auc": self.valid["roc_auc"],
             "valid_pr_auc": self.valid["pr_auc"],
             "valid_brier": self.valid["brier"],
@@ -408,6 +408,7 @@ def train_and_log(
     n_samples: int = 200,
     columns: Sequence[str] = pipeline.INPUT_COLUMNS,
     fit_on: str = "train",
+    score_test: bool = True,
     **tags: str,
 ) -> TrainResult:
     """Fit `model` on `splits[fit_on]`, score it on valid and test, and track it all in one MLflow run.
@@ -417,11 +418,13 @@ def train_and_log(
     timings, per-iteration curves with a PNG, `predictions/test_sample.csv` and the model.
     `fit_on="valid"` fits on the validation split instead (a stack of prefit members); its valid
     scores are then out of fold for the meta-learner (`stack_out_of_fold`). Tags record the code,
-    data and feature versions (`version_tags`).
+    data and feature versions (`version_tags`). `score_test=False` leaves the test split alone
+    (timings and the prediction sample come from valid): for candidates still to be chosen between,
+    the chosen one is scored later, once, by `score_on_test`.
     """
     X, y = xy(splits[fit_on], label, columns)
     Xv, yv = xy(splits["valid"], label, columns)
-    Xt, yt = xy(splits["test"], label, columns)
+    Xt, yt = xy(splits["test"], label, columns) if score_test else (Xv, yv)
     with tracking.run(name, nested=nested, label=label, **tags) as active:
         start = time.perf_counter()
         fit(model, X, y, Xv, yv, early_stopping_rounds)
@@ -431,8 +434,9 @@ def train_and_log(
         stacked_on_valid = fit_on == "valid" and isinstance(model, StackingClassifier)
         p_valid = stack_out_of_fold(model, Xv, yv, seed) if stacked_on_valid else predict(model, Xv)
         valid = classification_scores(yv, p_valid)
+        # timings and the prediction sample use test when it is scored, valid otherwise (Xt is Xv then)
         p_test, batch_seconds = timed_predict(model, Xt)
-        test = classification_scores(yt, p_test)
+        test = classification_scores(yt, p_test) if score_test else {}
         latency = single_row_latency(model, Xt, n_latency, seed)
 
         booster = model.steps[-1][1] if isinstance(model, Pipeline) else model
@@ -456,7 +460,7 @@ def train_and_log(
                 **{f"test_{k}": v for k, v in test.items()},
                 "n_train": len(X),
                 "n_valid": len(Xv),
-                "n_test": len(Xt),
+                **({"n_test": len(Xt)} if score_test else {}),
                 "train_seconds": train_seconds,
                 "latency_single_row_ms": latency * 1e3,
                 "batch_seconds": batch_seconds,
@@ -470,10 +474,11 @@ def train_and_log(
             for i in range(0, len(metrics), 1000):  # MLflow accepts at most 1,000 metrics per batch
                 client.log_batch(active.info.run_id, metrics=metrics[i : i + 1000])
             mlflow.log_figure(learning_curve_figure(evals, best, title=name), "loss_curve.png")
-        sample = sample_predictions(splits["test"], yt, p_test, n_samples, seed)
-        mlflow.log_text(sample.to_csv(index=False), "predictions/test_sample.csv")
+        sampled = "test" if score_test else "valid"
+        sample = sample_predictions(splits[sampled], yt, p_test, n_samples, seed)
+        mlflow.log_text(sample.to_csv(index=False), f"predictions/{sampled}_sample.csv")
         model_uri = tracking.log_sklearn_model(model, X.head(5)).model_uri if log_model else None
-        logger.info("{}: valid ROC AUC {:.4f}, test ROC AUC {:.4f}", name, valid["roc_auc"], test["roc_auc"])
+        logger.info("{}: valid ROC AUC {:.4f}, test ROC AUC {:.4f}", name, valid["roc_auc"], test.get("roc_auc", float("nan")))
     return TrainResult(
         name=name,
         label=label,
@@ -491,6 +496,31 @@ def train_and_log(
         best_iteration=best,
         valid_pred=p_valid,
     )
+
+
+def score_on_test(
+    result: TrainResult,
+    splits: Mapping[str, pd.DataFrame],
+    columns: Sequence[str] = pipeline.INPUT_COLUMNS,
+    n_samples: int = 200,
+    seed: int = 42,
+) -> dict[str, float]:
+    """The one look at test: score a chosen model trained with `score_test=False`, and add it to its run.
+
+    Logs the test_* scores, `n_test` and `predictions/test_sample.csv` into the model's run and
+    sets `result.test`.
+    """
+    if result.test:
+        raise ValueError(f"{result.name} was already scored on test: a second look would be a second choice")
+    Xt, yt = xy(splits["test"], result.label, columns)
+    p_test = predict(result.model, Xt)
+    result.test = classification_scores(yt, p_test)
+    with mlflow.start_run(run_id=result.run_id):
+        mlflow.log_metrics({**{f"test_{k}": v for k, v in result.test.items()}, "n_test": len(Xt)})
+        sample = sample_predictions(splits["test"], yt, p_test, n_samples, seed)
+        mlflow.log_text(sample.to_csv(index=False), "predictions/test_sample.csv")
+    logger.info("{}: test ROC AUC {:.4f} (the one look)", result.name, result.test["roc_auc"])
+    return result.test
 
 
 def comparison_table(results: Sequence[TrainResult], split: str = "test") -> pd.DataFrame:

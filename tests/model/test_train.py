@@ -228,3 +228,20 @@ def test_log_odds_table_follows_the_data(small: dict[str, pd.DataFrame]) -> None
     # a one-feature logistic regression is monotone in its feature
     line = shape["log-odds (straight line)"].to_numpy()
     assert np.all(np.diff(line) > 0) or np.all(np.diff(line) < 0)
+
+
+def test_a_candidate_can_be_trained_without_looking_at_test_and_scored_once_later(small: dict[str, pd.DataFrame]) -> None:
+    model = train.lightgbm_model(SEED, fast=True, n_estimators=30)
+    result = train.train_and_log(model, small, "blind", log_model=False, seed=SEED, n_latency=2, score_test=False)
+    client = MlflowClient()
+    assert result.test == {}
+    assert not [k for k in client.get_run(result.run_id).data.metrics if k.startswith("test_") or k == "n_test"]
+    assert {a.path for a in client.list_artifacts(result.run_id, "predictions")} == {"predictions/valid_sample.csv"}
+    scores = train.score_on_test(result, small, seed=SEED)
+    X, y = train.xy(small["test"])
+    assert scores == classification_scores(y, train.predict(result.model, X))
+    metrics = client.get_run(result.run_id).data.metrics
+    assert metrics["test_roc_auc"] == pytest.approx(scores["roc_auc"]) and metrics["n_test"] == len(small["test"])
+    assert "predictions/test_sample.csv" in {a.path for a in client.list_artifacts(result.run_id, "predictions")}
+    with pytest.raises(ValueError, match="already scored on test"):
+        train.score_on_test(result, small)
