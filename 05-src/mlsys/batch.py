@@ -436,22 +436,41 @@ def _client_or(client: Client | None, settings: Settings) -> Iterator[Client]:
 # --------------------------------------------------------------------------- timing (used by mlsys.bench)
 
 
-def best_seconds(run: Callable[[], object], repeats: int) -> float:
-    """The fastest of `repeats` runs of `run` (the least disturbed by other processes)."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return best
+@dataclass(frozen=True)
+class Throughput:
+    """Rows per second of a timed run, and the CPU cores the scoring processes used during it.
+
+    `cores` is CPU time over wall time: 2 workers that get two free cores show about 2.0; on a
+    machine busy with other work they get less, and the rows/s with them.
+    """
+
+    rows_per_second: float
+    cores: float
 
 
-def pandas_rows_per_second(frame: pd.DataFrame, scorer: Scorer, threshold: float, repeats: int = 3) -> float:
-    """Rows/s of `score_frame` on all of `frame` in this process (one call per repeat)."""
-    return len(frame) / best_seconds(lambda: score_frame(frame, scorer, threshold), repeats)
+def _best(run: Callable[[], tuple[float, float]], repeats: int, rows: int) -> Throughput:
+    """The fastest of `repeats` runs; `run` returns (wall seconds, CPU seconds)."""
+    wall, cpu = min((run() for _ in range(repeats)), key=lambda r: r[0])
+    return Throughput(rows / wall, cpu / wall)
 
 
-def dask_rows_per_second(
+def pandas_throughput(frame: pd.DataFrame, scorer: Scorer, threshold: float, repeats: int = 3) -> Throughput:
+    """`score_frame` on all of `frame` in this process (one call per run)."""
+
+    def once() -> tuple[float, float]:
+        cpu, start = time.process_time(), time.perf_counter()
+        score_frame(frame, scorer, threshold)
+        return time.perf_counter() - start, time.process_time() - cpu
+
+    return _best(once, repeats, len(frame))
+
+
+def _workers_cpu(client: Client, workers: list[str] | None) -> float:
+    """CPU seconds the worker processes (all, or `workers`) have used so far."""
+    return float(sum(client.run(time.process_time, workers=workers).values()))
+
+
+def dask_throughput(
     client: Client,
     frame: pd.DataFrame,
     model: Any,
@@ -460,11 +479,11 @@ def dask_rows_per_second(
     npartitions: int,
     repeats: int = 3,
     workers: Sequence[str] | None = None,
-) -> float:
-    """Rows/s of scoring `frame` on the cluster (or only on `workers`): partitions placed first, results kept there.
+) -> Throughput:
+    """Scoring `frame` on the cluster (or only on `workers`): partitions placed first, results kept there.
 
-    One untimed run first (each worker builds its scorer and warms its caches); every run gets
-    its own task keys, or the scheduler would hand back the previous run's results.
+    One untimed run first (each worker builds its scorer); every run gets its own task keys, or
+    the scheduler would hand back the results of the run before.
     """
     name = broadcast(client, model, kind)
     only = list(workers) if workers else None
@@ -472,13 +491,14 @@ def dask_rows_per_second(
     wait(partitions)
     runs = iter(range(repeats + 1))
 
-    def once() -> None:
-        scored = client.persist(score_dask(partitions, name, threshold, run=next(runs)), workers=only)
-        wait(scored)
+    def once() -> tuple[float, float]:
+        cpu, start = _workers_cpu(client, only), time.perf_counter()
+        wait(client.persist(score_dask(partitions, name, threshold, run=next(runs)), workers=only))
+        return time.perf_counter() - start, _workers_cpu(client, only) - cpu
 
     try:
         once()
-        return len(frame) / best_seconds(once, repeats)
+        return _best(once, repeats, len(frame))
     finally:
         release(client, name)
 

@@ -173,9 +173,9 @@ def test_report_states_ratios_and_goals(tmp_path: Path) -> None:
     online.rss_mb = {"ours": 350, "mlflow": 600, "full": 360, "ours_ready": 340, "mlflow_ready": 590}
     batch_rows = pd.DataFrame(
         [
-            {"scorer": "compiled", "engine": "pandas, 1 process", "rows_per_second": 400_000},
-            {"scorer": "compiled", "engine": "Dask, 1 worker", "rows_per_second": 350_000},
-            {"scorer": "compiled", "engine": "Dask, 2 workers", "rows_per_second": 650_000},
+            {"scorer": "compiled", "engine": "pandas, 1 process", "rows_per_second": 400_000, "cores": 1.0, "rows_per_run": 9},
+            {"scorer": "compiled", "engine": "Dask, 1 worker", "rows_per_second": 350_000, "cores": 1.0, "rows_per_run": 9},
+            {"scorer": "compiled", "engine": "Dask, 2 workers", "rows_per_second": 650_000, "cores": 1.94, "rows_per_run": 9},
         ]
     )
     text = bench.report(online, batch_rows, {"machine": "test"})
@@ -183,4 +183,5 @@ def test_report_states_ratios_and_goals(tmp_path: Path) -> None:
     assert "**28.0x** (goal: p99 <= 1/20 of mlflow's: met)" in text
     assert "compiled 1.86x (goal >= 1.8x: met for compiled)" in text
     assert "fastest: 650,000 rows/s (goal >= 1,000,000: not met)" in text
+    assert "| compiled | 400,000 (1.0 cores) | 350,000 (1.0 cores) | 650,000 (1.9 cores) | 1.86x | 9 |" in text
     assert "| this service, version 3 | POST /score | 5,000 | 0 | 1,000 | 10.00 | 20.00 | 350 |" in text
