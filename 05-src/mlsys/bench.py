@@ -82,6 +82,8 @@ class LoadSpec:
     requests: int = 5_000
     warmup: int = 200
     max_seconds: float = 120.0
+    #: process group of the server under test: its CPU time is read around the measured phase
+    server_pgid: int = 0
 
 
 @dataclass
@@ -98,6 +100,8 @@ class LoadResult:
     max_ms: float
     stopped_by: str  # "count" or "time"
     first_error: str = ""
+    #: CPU seconds per second the server's processes used in the measured phase (NaN: not watched)
+    server_cores: float = float("nan")
 
 
 def request_bytes(spec: LoadSpec, body: str) -> bytes:
@@ -186,9 +190,14 @@ async def run_load(spec: LoadSpec) -> LoadResult:
     payloads = [request_bytes(spec, body) for body in spec.bodies]
     if spec.warmup:
         await _phase(spec, payloads, spec.warmup, time.perf_counter() + spec.max_seconds)
+    cpu = group_cpu_seconds(spec.server_pgid) if spec.server_pgid else float("nan")
     start = time.perf_counter()
     latencies, errors, first_error = await _phase(spec, payloads, spec.requests, start + spec.max_seconds)
-    return summarize(latencies, errors, time.perf_counter() - start, spec.requests, first_error)
+    seconds = time.perf_counter() - start
+    result = summarize(latencies, errors, seconds, spec.requests, first_error)
+    if spec.server_pgid:
+        result.server_cores = (group_cpu_seconds(spec.server_pgid) - cpu) / seconds
+    return result
 
 
 TRIVIAL_BODY = b'{"probability":0.5}'
@@ -258,6 +267,20 @@ def group_rss_bytes(pgid: int) -> int:
     return total
 
 
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU time (user + system) used so far by the living processes of group `pgid`, from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 @dataclass
 class Server:
     """A server process started in its own process group (so stopping it stops its children too)."""
@@ -273,6 +296,9 @@ class Server:
 
     def rss_mb(self) -> float:
         return group_rss_bytes(self.pgid) / 2**20
+
+    def cpu_seconds(self) -> float:
+        return group_cpu_seconds(self.pgid)
 
     def log_tail(self, lines: int = 15) -> str:
         try:
@@ -474,13 +500,16 @@ class OnlineBench:
         self.ours: Server | None = None
         self.peer: Server | None = None
 
-    def load(self, key: str, port: int, path: str, bodies: list[str]) -> LoadResult:
+    def load(self, key: str, server: Server, path: str, bodies: list[str]) -> LoadResult:
         """Drive one server with `bodies` (the counts and time bound of `key`) and keep the result."""
         n = self.requests[key]
         logger.info("{}: {:,} requests to {} (concurrency {}, at most {:.0f} s)", key, n, path, CONCURRENCY, MAX_SECONDS[key])
-        spec = LoadSpec(port, path, bodies, requests=n, warmup=min(WARMUP[key], n), max_seconds=MAX_SECONDS[key])
+        spec = LoadSpec(server.port, path, bodies, requests=n, warmup=min(WARMUP[key], n), max_seconds=MAX_SECONDS[key], server_pgid=server.pgid)
         result = self.online.results[key] = drive(spec, self.work_dir, self.stack)
-        logger.info("{}: {:,.0f} req/s, p50 {:.1f} ms, p99 {:.1f} ms, {} errors", key, result.requests_per_second, result.p50_ms, result.p99_ms, result.errors)
+        logger.info(
+            "{}: {:,.0f} req/s, p50 {:.1f} ms, p99 {:.1f} ms, {} errors, server on {:.2f} cores",
+            key, result.requests_per_second, result.p50_ms, result.p99_ms, result.errors, result.server_cores,
+        )
         return result
 
     def ceiling(self) -> None:
@@ -489,7 +518,7 @@ class OnlineBench:
         trivial = start_server("trivial", [sys.executable, "-m", "mlsys.bench", "trivial", str(port)], self.env, port, self.work_dir)
         self.stack.callback(trivial.stop)
         wait_listening(port)
-        self.load("trivial", port, "/", self.bodies.ours)
+        self.load("trivial", trivial, "/", self.bodies.ours)
         trivial.stop()
 
     def start_servers(self) -> None:
@@ -531,12 +560,12 @@ class OnlineBench:
         ]
         online.max_abs_difference, online.compared_rows = float(max(diffs)), len(diffs)
 
-        self.load("ours", ours.port, "/score", bodies.ours)
+        self.load("ours", ours, "/score", bodies.ours)
         online.rss_mb["ours"] = ours.rss_mb()
-        self.load("full", ours.port, "/predict", bodies.flights)
+        self.load("full", ours, "/predict", bodies.flights)
         online.rss_mb["full"] = ours.rss_mb()
         ours.stop()  # the peer gets the machine to itself, as the service did
-        self.load("mlflow", peer.port, "/invocations", bodies.mlflow)
+        self.load("mlflow", peer, "/invocations", bodies.mlflow)
         online.rss_mb["mlflow"] = peer.rss_mb()
         peer.stop()
         return online
@@ -601,6 +630,7 @@ def online_table(online: Online) -> pd.DataFrame:
                 "req/s": f"{r.requests_per_second:,.0f}",
                 "p50 ms": f"{r.p50_ms:.2f}",
                 "p99 ms": f"{r.p99_ms:.2f}",
+                "server cores": f"{r.server_cores:.2f}" if np.isfinite(r.server_cores) else "",
                 "RSS MB": f"{rss[key]:.0f}" if rss.get(key) else "",
             }
         )
@@ -652,7 +682,8 @@ def report(online: Online | None, batch_rows: pd.DataFrame | None, context: dict
             f"service scoring path: {'lean (numpy)' if online.lean else 'pipeline'}",
             f"- resident memory with the champion loaded, at ready: service {online.rss_mb.get('ours_ready', 0):.0f} MB, "
             f"mlflow {online.rss_mb.get('mlflow_ready', 0):.0f} MB (all processes of its group); RSS column: after its load",
-            f"- ready after: service {online.ready_seconds.get('ours', 0):.1f} s, mlflow {online.ready_seconds.get('mlflow', 0):.1f} s",
+            f"- ready after: service {online.ready_seconds.get('ours', 0):.1f} s, mlflow {online.ready_seconds.get('mlflow', 0):.1f} s; "
+            "server cores: CPU seconds of the server's processes per second of its load (one worker process each: at most about 1)",
         ]
         out += [f"- **{k}: {v.errors:,} errors**, the first: `{v.first_error[:200]}`" for k, v in r.items() if v.errors]
     if batch_rows is not None:

@@ -30,9 +30,11 @@ async def _serve(handler: Any, work: Any) -> Any:
 
 
 def test_load_generator_counts_every_request_against_the_trivial_endpoint() -> None:
-    spec = lambda port: bench.LoadSpec(port, "/", ['{"a": 1}', '{"b": 2}'], concurrency=4, requests=300, warmup=20)  # noqa: E731
+    # the server runs in this process: its group's CPU time is read around the measured phase
+    spec = lambda port: bench.LoadSpec(port, "/", ['{"a": 1}', '{"b": 2}'], concurrency=4, requests=300, warmup=20, server_pgid=os.getpgid(0))  # noqa: E731
     result = asyncio.run(_serve(bench._trivial_connection, lambda port: bench.run_load(spec(port))))
     assert (result.requests, result.errors, result.stopped_by) == (300, 0, "count")
+    assert result.server_cores >= 0
     assert result.requests_per_second > 0 and 0 < result.p50_ms <= result.p99_ms <= result.max_ms
 
 
@@ -78,7 +80,7 @@ def test_servers_run_in_their_own_process_group_and_stop_with_their_children(tmp
     server = bench.start_server("sleepers", ["bash", "-c", "sleep 300 & sleep 300"], env, port, tmp_path)
     time.sleep(0.3)
     assert os.getpgid(server.process.pid) == server.process.pid != os.getpgid(0)
-    assert server.rss_mb() > 0
+    assert server.rss_mb() > 0 and server.cpu_seconds() >= 0
     server.stop()
     assert server.process.poll() is not None
     assert bench.group_rss_bytes(server.pgid) == 0
@@ -164,7 +166,7 @@ def test_flight_bodies_carry_the_raw_flight(test_rows: pd.DataFrame) -> None:
 
 
 def _result(rps: float, p99: float, n: int = 5_000) -> bench.LoadResult:
-    return bench.LoadResult(n, 0, n / rps, rps, p99 / 2, p99, p99 / 2, p99 * 2, "count")
+    return bench.LoadResult(n, 0, n / rps, rps, p99 / 2, p99, p99 / 2, p99 * 2, "count", server_cores=0.95)
 
 
 def test_report_states_ratios_and_goals(tmp_path: Path) -> None:
@@ -184,4 +186,4 @@ def test_report_states_ratios_and_goals(tmp_path: Path) -> None:
     assert "compiled 1.86x (goal >= 1.8x: met for compiled)" in text
     assert "fastest: 650,000 rows/s (goal >= 1,000,000: not met)" in text
     assert "| compiled | 400,000 (1.0 cores) | 350,000 (1.0 cores) | 650,000 (1.9 cores) | 1.86x | 9 |" in text
-    assert "| this service, version 3 | POST /score | 5,000 | 0 | 1,000 | 10.00 | 20.00 | 350 |" in text
+    assert "| this service, version 3 | POST /score | 5,000 | 0 | 1,000 | 10.00 | 20.00 | 0.95 | 350 |" in text
