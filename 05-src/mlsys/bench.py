@@ -683,7 +683,7 @@ def report(online: Online | None, batch_rows: pd.DataFrame | None, context: dict
             f"- resident memory with the champion loaded, at ready: service {online.rss_mb.get('ours_ready', 0):.0f} MB, "
             f"mlflow {online.rss_mb.get('mlflow_ready', 0):.0f} MB (all processes of its group); RSS column: after its load",
             f"- ready after: service {online.ready_seconds.get('ours', 0):.1f} s, mlflow {online.ready_seconds.get('mlflow', 0):.1f} s; "
-            "server cores: CPU seconds of the server's processes per second of its load (one worker process each: at most about 1)",
+            "server cores: CPU seconds of the server's processes per second of its measured load",
         ]
         out += [f"- **{k}: {v.errors:,} errors**, the first: `{v.first_error[:200]}`" for k, v in r.items() if v.errors]
     if batch_rows is not None:
