@@ -372,7 +372,7 @@ def lineage_table(splits: dict[str, pd.DataFrame], fast: bool, seed: int, settin
     """Where the splits come from: raw files (checksums), the feature code's version, the rows of each split.
 
     Each artefact is named by what it was built from: the validated tables by their raw file's
-    checksum, the feature table by `features.FEATURE_VERSION`, a split by the time rule and, in
+    checksum, the feature table by `features.FEATURE_VERSION` and its inputs' checksums, a split by the time rule and, in
     fast mode, the sampling seed. `train.row_fingerprint` pins a split's rows and labels.
     """
     settings = settings or get_settings()
@@ -383,7 +383,15 @@ def lineage_table(splits: dict[str, pd.DataFrame], fast: bool, seed: int, settin
         if name.split(".")[0] in ("flights", "weather", "planes")
     ]
     table_rows = len(features.feature_table(settings))
-    rows.append({"stage": "feature table", "artefact": f"features-{features.FEATURE_VERSION}.parquet", "identified by": f"feature code {features.FEATURE_VERSION}", "rows": f"{table_rows:,}"})
+    cache = features.feature_cache_path(settings).name
+    rows.append(
+        {
+            "stage": "feature table",
+            "artefact": cache,
+            "identified by": f"feature code {features.FEATURE_VERSION} + the raw files' checksums + validation rules",
+            "rows": f"{table_rows:,}",
+        }
+    )
     for name, part in splits.items():
         sampled = fast and name in features.FAST_ROWS
         how = f"time split, sample seed {seed}" if sampled else "time split"
