@@ -388,7 +388,7 @@ def lineage_table(splits: dict[str, pd.DataFrame], fast: bool, seed: int, settin
         {
             "stage": "feature table",
             "artefact": cache,
-            "identified by": f"feature code {features.FEATURE_VERSION} + the raw files' checksums + validation rules",
+            "identified by": f"code {features.FEATURE_VERSION} + input checksums + rules",
             "rows": f"{table_rows:,}",
         }
     )

@@ -176,7 +176,7 @@ def test_lineage_names_raw_checksums_feature_version_and_rows() -> None:
     sums = data.expected_checksums(data.ensure_raw())
     raw = lineage.loc["raw file"]
     assert {f"sha256 {sums[name][:12]}" for name in raw["artefact"]} == set(raw["identified by"])
-    assert lineage.loc["feature table", "identified by"].startswith(f"feature code {features.FEATURE_VERSION} + the raw files' checksums")
+    assert lineage.loc["feature table", "identified by"] == f"code {features.FEATURE_VERSION} + input checksums + rules"
     assert lineage.loc["feature table", "artefact"] == features.feature_cache_path(get_settings()).name
     assert lineage.loc["split: test", "rows"] == f"{len(splits['test']):,}"
     assert len({lineage.loc[f"split: {name}", "identified by"] for name in splits}) == 3
