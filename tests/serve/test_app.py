@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from mlsys import features
-from mlsys.config import override
+from mlsys.config import get_settings, override
 from mlsys.pipeline import INPUT_COLUMNS
 from mlsys.serve.app import create_app
 from mlsys.serve.prediction_log import prediction_log
@@ -165,3 +165,12 @@ def test_every_answer_is_logged_and_shutdown_flushes(service, warehouse_settings
     assert np.isclose(logged["distance"], offline["distance"].iloc[0])
     assert isinstance(json.loads(first["flags"]), list)
     assert rows["probability"].between(0, 1).all() and (rows["decision"] == (rows["probability"] >= rows["threshold"])).all()
+
+
+def test_an_empty_warehouse_gets_a_503_that_says_what_to_load(service, offline, body_of, tmp_path):
+    """A warehouse that answers but has no flights loaded is a missing service, not a server error."""
+    settings = override(get_settings(), database_url=f"sqlite:///{tmp_path / 'empty.db'}")
+    with TestClient(create_app(service, settings)) as c:
+        response = c.post("/predict", json=body_of(offline.iloc[0]))
+    assert response.status_code == 503, response.text
+    assert "python -m mlsys.serve.champion" in response.json()["detail"]

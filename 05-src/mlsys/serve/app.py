@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import sqlalchemy as sa
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
@@ -248,7 +249,13 @@ def _compute(rt: Runtime, queries: list[Any]) -> list[OnlineRow]:
     online = rt.features()
     try:
         return online.compute(queries)
-    except sa.exc.SQLAlchemyError as exc:
+    except (sa.exc.SQLAlchemyError, pd.errors.DatabaseError) as exc:  # pandas wraps the driver's error
+        if "no such table" in str(exc) or "does not exist" in str(exc):
+            detail = (
+                f"the warehouse at {mask_password(rt.settings.database_url)} has no flights loaded: "
+                "load it with `python -m mlsys.serve.champion` (or `make serve`, which does it on first start)"
+            )
+            raise HTTPException(status_code=503, detail=detail) from exc
         raise HTTPException(status_code=503, detail=_unreachable(rt.settings, exc)) from exc
 
 
