@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
@@ -10,22 +9,9 @@ import mlflow
 import pytest
 
 from mlsys import tracking
-from mlsys.config import load_settings, repo_root
+from mlsys.config import load_settings
 from mlsys.features import feature_table
 from mlsys.logger import setup_logging
-
-
-def _load(name: str) -> ModuleType:
-    """A solutions module by path: its name starts with a digit, so it cannot be imported by name."""
-    spec = importlib.util.spec_from_file_location(f"solutions_{name}", repo_root() / "02-notebooks" / "solutions" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def solutions() -> ModuleType:
-    return _load("00_setup")
 
 
 def test_exercise_1_environment_beats_env_file_beats_defaults(solutions: ModuleType, tmp_path: Path) -> None:

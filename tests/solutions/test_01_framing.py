@@ -6,7 +6,6 @@ an independent computation (sklearn, plain numpy) or a property a wrong answer w
 
 from __future__ import annotations
 
-import importlib.util
 from types import ModuleType
 
 import numpy as np
@@ -16,23 +15,9 @@ from sklearn.base import BaseEstimator
 from sklearn.metrics import brier_score_loss, log_loss, precision_score, recall_score, roc_auc_score
 
 from mlsys import baselines, features
-from mlsys.config import repo_root
 from mlsys.pipeline import INPUT_COLUMNS
 
 SEED = 42
-
-
-def _load(name: str) -> ModuleType:
-    """A solutions module by path: its name starts with a digit, so it cannot be imported by name."""
-    spec = importlib.util.spec_from_file_location(f"solutions_{name}", repo_root() / "02-notebooks" / "solutions" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def solutions() -> ModuleType:
-    return _load("01_framing")
 
 
 @pytest.fixture(scope="module")

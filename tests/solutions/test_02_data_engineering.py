@@ -7,7 +7,6 @@ instead of the departure events. The warehouse holds January only, in memory, to
 
 from __future__ import annotations
 
-import importlib.util
 import tempfile
 from pathlib import Path
 from types import ModuleType
@@ -19,20 +18,6 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from mlsys import data, features, formats, warehouse
-from mlsys.config import repo_root
-
-
-def _load(name: str) -> ModuleType:
-    """A solutions module by path: its name starts with a digit, so it cannot be imported by name."""
-    spec = importlib.util.spec_from_file_location(f"solutions_{name}", repo_root() / "02-notebooks" / "solutions" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def solutions() -> ModuleType:
-    return _load("02_data_engineering")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ small pool keep the file fast.
 
 from __future__ import annotations
 
-import importlib.util
 from types import ModuleType
 
 import numpy as np
@@ -16,23 +15,9 @@ import pandas as pd
 import pytest
 
 from mlsys import data, features, imbalance, labeling
-from mlsys.config import repo_root
 
 SEED = 42
 SMALL = {"n_estimators": 20, "learning_rate": 0.2, "max_bin": 63, "n_jobs": 1}
-
-
-def _load(name: str) -> ModuleType:
-    """A solutions module by path: its name starts with a digit, so it cannot be imported by name."""
-    spec = importlib.util.spec_from_file_location(f"solutions_{name}", repo_root() / "02-notebooks" / "solutions" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def solutions() -> ModuleType:
-    return _load("03_training_data")
 
 
 @pytest.fixture(scope="module")

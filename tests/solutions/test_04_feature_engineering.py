@@ -6,29 +6,14 @@ or a property a wrong answer would break.
 
 from __future__ import annotations
 
-import importlib.util
 from types import ModuleType
 
 import pandas as pd
 import pytest
 
 from mlsys import data, features, pipeline
-from mlsys.config import repo_root
 
 SEED = 42
-
-
-def _load(name: str) -> ModuleType:
-    """A solutions module by path: its name starts with a digit, so it cannot be imported by name."""
-    spec = importlib.util.spec_from_file_location(f"solutions_{name}", repo_root() / "02-notebooks" / "solutions" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def solutions() -> ModuleType:
-    return _load("04_feature_engineering")
 
 
 @pytest.fixture(scope="module")

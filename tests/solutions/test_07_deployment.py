@@ -8,7 +8,6 @@ directly, numpy quantiles, the feature table) or a property a wrong answer would
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import uuid
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from mlsys import evaluate, features, warehouse
-from mlsys.config import Settings, get_settings, override, repo_root
+from mlsys.config import Settings, get_settings, override
 from mlsys.pipeline import INPUT_COLUMNS
 from mlsys.serve import lesson
 from mlsys.serve.app import create_app
@@ -31,19 +30,6 @@ from mlsys.serve.model import ModelCard, ModelService
 from mlsys.serve.prediction_log import create_table, prediction_log
 
 SEED = 42
-
-
-def _load(name: str) -> ModuleType:
-    """A solutions module by path: its name starts with a digit, so it cannot be imported by name."""
-    spec = importlib.util.spec_from_file_location(f"solutions_{name}", repo_root() / "02-notebooks" / "solutions" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def solutions() -> ModuleType:
-    return _load("07_deployment")
 
 
 @pytest.fixture(scope="module")
