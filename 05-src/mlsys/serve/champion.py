@@ -2,8 +2,9 @@
 
 `make serve` on a fresh clone, the benchmark and lesson 07 need `flight-delay@champion`; lesson 06
 registers it, and this runs the same recipe on its own: lesson 06's champion (`promote.fit_champion`:
-monotone LightGBM, sigmoid calibration on the validation split), judged by the promotion protocol
-and registered by `promote.promote` with the alias and its decision threshold. Also loads the
+monotone LightGBM, with the calibration lesson 06 chose on validation: none), judged by the
+promotion protocol on validation and registered by `promote.promote` with the alias and the decision
+threshold chosen on validation. Also loads the
 warehouse if it is empty, since `/predict` reads it.
 """
 
