@@ -11,6 +11,7 @@ warehouse if it is empty, since `/predict` reads it.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 
@@ -39,8 +40,8 @@ def ensure_champion(settings: Settings | None = None, fast: bool = True, force: 
     return decision.version
 
 
-def ensure_warehouse(settings: Settings | None = None) -> int:
-    """Load the warehouse if its `flights` table is missing or empty; returns the number of flights."""
+def ensure_warehouse(settings: Settings | None = None, months: Sequence[int] | None = None) -> int:
+    """Load the warehouse (only `months`, if given) if its `flights` table is missing or empty; returns the number of flights."""
     settings = settings or get_settings()
     eng = warehouse.engine(settings)
     try:
@@ -48,7 +49,7 @@ def ensure_warehouse(settings: Settings | None = None) -> int:
             flights = int(warehouse.row_counts(eng)["flights"])
             if flights:
                 return flights
-        return int(warehouse.load_warehouse(eng, settings).loc["flights", "warehouse rows"])
+        return int(warehouse.load_warehouse(eng, settings, months=months).loc["flights", "warehouse rows"])
     finally:
         eng.dispose()
 

@@ -515,18 +515,9 @@ def ensure_warehouse_months(settings: Settings | None = None, months: Sequence[i
     and October, which early November looks back into: all the service needs to answer for a
     test flight, in a second or two. A warehouse that has flights is left alone.
     """
-    from mlsys import warehouse
+    from mlsys.serve.champion import ensure_warehouse
 
-    settings = settings or get_settings()
-    eng = warehouse.engine(settings)
-    try:
-        if sa.inspect(eng).has_table("flights"):
-            flights = int(warehouse.row_counts(eng)["flights"])
-            if flights:
-                return flights
-        return int(warehouse.load_warehouse(eng, settings, months=list(months)).loc["flights", "warehouse rows"])
-    finally:
-        eng.dispose()
+    return ensure_warehouse(settings, months=list(months))
 
 
 def routes_table(app: Any) -> pd.DataFrame:
