@@ -15,7 +15,8 @@ import pytest
 from mlsys import features
 from mlsys.features import CATEGORICAL, NUMERIC
 from mlsys.pipeline import HASHED, INPUT_COLUMNS
-from mlsys.serve.features import FlightQuery, OnlineFeatures
+from mlsys.serve.features import OnlineFeatures
+from mlsys.serve.lesson import flight_query
 
 N_FLIGHTS = 1_000
 SEED = 42
@@ -26,22 +27,10 @@ def offline() -> pd.DataFrame:
     return features.feature_table().set_index("flight_id")
 
 
-def query_of(row: pd.Series) -> FlightQuery:
-    tail = row["tailnum"]
-    return FlightQuery(
-        carrier=str(row["carrier"]),
-        flight=int(row["flight"]),
-        origin=str(row["origin"]),
-        dest=str(row["dest"]),
-        sched_dep_utc=pd.Timestamp(row["sched_dep_utc"]).tz_convert("UTC"),
-        tailnum=None if pd.isna(tail) else str(tail),
-    )
-
-
 def test_online_features_equal_the_offline_table(offline, warehouse_engine):
     test = offline[offline["split"] == "test"]
     sample = test.sample(N_FLIGHTS, random_state=SEED)
-    rows = OnlineFeatures(warehouse_engine).compute([query_of(r) for _, r in sample.iterrows()])
+    rows = OnlineFeatures(warehouse_engine).compute([flight_query(r) for _, r in sample.iterrows()])
 
     assert [r.flight_id for r in rows] == sample.index.tolist()  # every request was found in the warehouse
     online = pd.DataFrame([r.values for r in rows], index=sample.index)[INPUT_COLUMNS]
@@ -62,7 +51,7 @@ def test_single_requests_equal_the_offline_table(offline, warehouse_engine):
     sample = test.sample(20, random_state=SEED + 1)
     online = OnlineFeatures(warehouse_engine)
     for flight_id, row in sample.iterrows():
-        (got,) = online.compute([query_of(row)])
+        (got,) = online.compute([flight_query(row)])
         assert got.flight_id == flight_id
         values = pd.Series(got.values)
         assert np.isclose(values[NUMERIC].astype("float64"), row[NUMERIC].astype("float64"), rtol=1e-9, atol=1e-9, equal_nan=True).all()
