@@ -196,7 +196,8 @@ def _environment_pins() -> dict[str, str]:
     for line in pip_section:
         if line.startswith("-e"):
             continue
-        name, _, version = line.partition("==")
+        # a pin may carry an environment marker ("pkg==1.0; python_version < '3.13'")
+        name, _, version = line.split(";", 1)[0].strip().partition("==")
         pins[_name(name)] = version
     return pins
 
