@@ -37,6 +37,13 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 
 install: $(VENV)/.installed  ## create .venv from uv.lock (the package is installed editable)
 
+# The slide and site tools (marp-cli, a local MathJax) from package-lock.json, with Node 20+ and npm.
+NODE_STAMP := node_modules/.installed
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "make: npm not found; install Node.js 20+ (https://nodejs.org, or apt install nodejs npm)" >&2; exit 1; }
+	npm ci --no-audit --no-fund
+	@touch $@
+
 run: install  ## execute every notebook with papermill (MODE=fast|full) and print a table
 	$(VENV)/bin/python -m mlsys.course run --mode $(MODE)
 
