@@ -7,38 +7,19 @@ in the text outputs (streams, `text/plain`, `text/html`) of the same notebook. I
 separator (years, lesson numbers, "2 h") and round thousands (`20,000`: sample sizes and other
 settings) are not checked, nor code spans, code blocks and links, which are code or addresses
 rather than claims. A figure from outside (a published result, the
-book) is printed by a cell with its source, so it is checked too.
+book) is printed by a cell with its source, so it is checked too. The extraction lives in
+`mlsys.prose`, shared with the slide decks' check (`tests/code/test_slides.py`).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
 
 from mlsys.course import notebooks
-
-FIGURE = re.compile(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+\.\d+)(?![\w]|[.,]\d)")
-NOT_PROSE = re.compile(r"```.*?```|`[^`]*`|\]\([^)]*\)|https?://\S+", re.DOTALL)
-
-
-def quoted_figures(markdown: str) -> list[str]:
-    """Decimal and thousands-separated numbers in `markdown`, outside code and links, but round thousands."""
-    return [f for f in FIGURE.findall(NOT_PROSE.sub(" ", markdown)) if not re.fullmatch(r"\d{1,3}(,000)+", f)]
-
-
-def output_text(nb: dict) -> str:
-    parts = []
-    for cell in nb["cells"]:
-        for out in cell.get("outputs", []):
-            if "text" in out:
-                parts.append("".join(out["text"]))
-            for key in ("text/plain", "text/html"):
-                if key in out.get("data", {}):
-                    parts.append("".join(out["data"][key]))
-    return "\n".join(parts)
+from mlsys.prose import output_text, quoted_figures
 
 
 def test_quoted_figures_finds_claims_not_code() -> None:
