@@ -21,7 +21,7 @@ NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.
 export UV_PYTHON_DOWNLOADS ?= automatic
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help install run test test-portable test-code notebooks lab serve bench up down clean
+.PHONY: help install run test test-portable test-code notebooks lab serve bench slides up down clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -68,6 +68,9 @@ serve: install  ## the prediction service on 127.0.0.1:8000 (registers a champio
 
 bench: install  ## the service vs mlflow models serve, and Dask batch scoring: one table (build/bench/bench.md)
 	$(VENV)/bin/python -m mlsys.bench
+
+slides: install $(NODE_STAMP)  ## one Marp deck per lesson to build/slides/: HTML, and PDF with a Chromium (CHROME_PATH)
+	$(VENV)/bin/python -m mlsys.slides build --out build/slides
 
 up:  ## optional: Postgres + MLflow server with docker compose (needs Docker and a .env)
 	docker compose -f docker/compose.yml --env-file .env up -d --build
