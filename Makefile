@@ -21,7 +21,7 @@ NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.
 export UV_PYTHON_DOWNLOADS ?= automatic
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help install run test test-portable test-code notebooks lab serve bench slides up down clean
+.PHONY: help install run test test-portable test-code notebooks lab serve bench slides site up down clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ bench: install  ## the service vs mlflow models serve, and Dask batch scoring: o
 
 slides: install $(NODE_STAMP)  ## one Marp deck per lesson to build/slides/: HTML, and PDF with a Chromium (CHROME_PATH)
 	$(VENV)/bin/python -m mlsys.slides build --out build/slides
+
+site: install $(NODE_STAMP)  ## the course website in build/site/: README, lessons with outputs, data card, decks (offline, strict)
+	$(VENV)/bin/python -m mlsys.site
 
 up:  ## optional: Postgres + MLflow server with docker compose (needs Docker and a .env)
 	docker compose -f docker/compose.yml --env-file .env up -d --build
