@@ -34,6 +34,7 @@ from sqlalchemy.engine import Engine
 
 from mlsys import warehouse
 from mlsys.config import Settings, get_settings, mask_password
+from mlsys.featurestore.connection import FeatureStoreUnavailable
 from mlsys.logger import logger, setup_logging
 from mlsys.serve import schemas
 from mlsys.serve.features import OnlineFeatures, OnlineRow
@@ -114,8 +115,20 @@ class Runtime:
         if eng is None:
             raise HTTPException(status_code=503, detail=self.warehouse.error)
         if self._online is None:
-            self._online = OnlineFeatures(eng)
+            self._online = _online_features(eng, self.settings)
         return self._online
+
+
+def _online_features(eng: Engine, settings: Settings) -> OnlineFeatures:
+    """Departure aggregates from the warehouse, or from Redis with MLSYS_ONLINE_FEATURES=redis (lesson 10)."""
+    if settings.online_features != "redis":
+        return OnlineFeatures(eng)
+    from mlsys.featurestore import connection, online
+
+    try:
+        return online.RedisOnlineFeatures(eng, online.OnlineStore(connection.client(settings)))
+    except FeatureStoreUnavailable as exc:
+        raise HTTPException(status_code=503, detail=str(exc)) from exc
 
 
 def _load_model(settings: Settings) -> tuple[ModelService | None, str]:
@@ -249,6 +262,8 @@ def _compute(rt: Runtime, queries: list[Any]) -> list[OnlineRow]:
     online = rt.features()
     try:
         return online.compute(queries)
+    except FeatureStoreUnavailable as exc:
+        raise HTTPException(status_code=503, detail=str(exc)) from exc
     except (sa.exc.SQLAlchemyError, pd.errors.DatabaseError) as exc:  # pandas wraps the driver's error
         if "no such table" in str(exc) or "does not exist" in str(exc):
             detail = (
