@@ -38,6 +38,8 @@ from mlsys.featurestore.connection import FeatureStoreUnavailable
 from mlsys.logger import logger, setup_logging
 from mlsys.serve import schemas
 from mlsys.serve.features import OnlineFeatures, OnlineRow
+from mlsys.serve.metrics import instrument
+from mlsys.serve.metrics import observe as observe_metrics
 from mlsys.serve.model import ModelService, from_registry, heuristic_fallback
 from mlsys.serve.prediction_log import PredictionLog, create_table, features_json, flags_json, utc_now
 from mlsys.tracking import TrackingServerUnavailable
@@ -183,6 +185,7 @@ def create_app(service: ModelService | None = None, settings: Settings | None = 
         description=__doc__.split("\n\n")[1] + "\n\nTimes without a UTC offset are New York local time, as in the data.",
         lifespan=lifespan,
     )
+    instrument(app)  # GET /metrics (Prometheus) and the request metrics middleware
     _routes(app, settings)
     return app
 
@@ -329,6 +332,7 @@ def _routes(app: FastAPI, settings: Settings) -> None:
         rt.model()
         rows = _compute(rt, [body.query()])
         answer, row = _flight_answers(rt, rows)[0]
+        observe_metrics(request, "/predict", [answer.probability], answer.threshold)
         request_id = str(uuid.uuid4())
         latency = (time.perf_counter() - start) * 1000
         _log_flight(rt, request_id, 0, "/predict", answer, row, latency)
@@ -348,6 +352,7 @@ def _routes(app: FastAPI, settings: Settings) -> None:
         rt.model()
         rows = _compute(rt, [flight.query() for flight in body.flights])  # type: ignore[attr-defined]
         answers = _flight_answers(rt, rows)
+        observe_metrics(request, "/predict/batch", [a.probability for a, _ in answers], rt.model().threshold)
         request_id = str(uuid.uuid4())
         latency = (time.perf_counter() - start) * 1000
         for item, (answer, row) in enumerate(answers):
@@ -363,6 +368,7 @@ def _routes(app: FastAPI, settings: Settings) -> None:
         values = body.model_dump()  # type: ignore[attr-defined]
         p = float(service.predict_proba(service.row(values))[0])
         decision = service.decide(p)
+        observe_metrics(request, "/score", [p], service.threshold)
         flags = service.flags(values)
         request_id = str(uuid.uuid4())
         latency = (time.perf_counter() - start) * 1000
