@@ -170,6 +170,39 @@ def figure_links(markdown: str) -> list[str]:
     return [Path(link).name for link in FIGURE_LINK.findall(markdown)]
 
 
+# --- what a deck must carry from its lesson --------------------------------------------------------
+
+
+def learning_outcomes(markdown: str) -> list[str]:
+    """The bullets that follow "Learning outcomes" in a lesson's first cell or a deck, whitespace normalised."""
+    lines = markdown.splitlines()
+    start = next((i for i, line in enumerate(lines) if "Learning outcomes" in line), None)
+    if start is None:
+        return []
+    items: list[str] = []
+    for line in lines[start + 1 :]:
+        bullet = re.match(r"\s*[*-]\s+(.*)", line)
+        if bullet:
+            items.append(bullet.group(1))
+        elif items and line.startswith((" ", "\t")) and line.strip():
+            items[-1] += " " + line.strip()
+        elif items and (line.strip() or not items):
+            break
+    return [" ".join(item.split()) for item in items]
+
+
+def lesson_outcomes(notebook: Path) -> list[str]:
+    """The learning outcomes of a lesson, from its notebook's first markdown cell."""
+    first = next(c for c in read_notebook(notebook)["cells"] if c["cell_type"] == "markdown")
+    return learning_outcomes("".join(first["source"]))
+
+
+def speaker_notes(markdown: str) -> list[str]:
+    """The HTML comments of a deck that are presenter notes, not Marp directives (`<!-- _class: lead -->`)."""
+    comments = re.findall(r"<!--(.*?)-->", FRONT_MATTER.sub("", markdown), flags=re.DOTALL)
+    return [c.strip() for c in comments if c.strip() and not re.fullmatch(r"_?\w+\s*:.*", c.strip())]
+
+
 # --- the numbers on the slides ---------------------------------------------------------------------
 
 
@@ -250,11 +283,18 @@ def index_page(selected: list[Path], with_pdf: bool) -> str:
     )
 
 
-def build(out_dir: Path, pdf: str = "auto", only: list[str] | None = None, environ: Mapping[str, str] | None = None) -> BuildResult:
+def build(
+    out_dir: Path,
+    pdf: str = "auto",
+    only: list[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    figures_dir: Path | None = None,
+) -> BuildResult:
     """Export the figures, then build every deck (or those starting with `only`) to HTML and, if possible, PDF.
 
     `pdf`: "auto" builds PDF when a Chromium is found (and fails without one when CI is set),
-    "always" fails without one, "never" skips it.
+    "always" fails without one, "never" skips it. `figures_dir`: where the figures are exported
+    (default `01-slides/figures/`, where an editor's Marp preview finds them).
     """
     environ = os.environ if environ is None else environ
     selected = [d for d in decks() if not only or any(d.name.startswith(p) for p in only)]
@@ -265,7 +305,7 @@ def build(out_dir: Path, pdf: str = "auto", only: list[str] | None = None, envir
     out_dir.mkdir(parents=True, exist_ok=True)
 
     start = time.perf_counter()
-    figures_dir = slides_dir() / "figures"
+    figures_dir = figures_dir or slides_dir() / "figures"
     export_figures(figures_dir)
     result.seconds["figures"] = time.perf_counter() - start
 
