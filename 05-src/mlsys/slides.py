@@ -39,6 +39,7 @@ from mlsys.config import repo_root
 from mlsys.prose import figure_shown, output_text, quoted_figures
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+CHROMIUM_FALLBACKS = ("/usr/bin/chromium",)  # Debian's package, for a PATH that lacks /usr/bin
 CHROMIUM_HINT = (
     "PDF slides need a Chromium. Install one (Debian/Ubuntu: `sudo apt-get install -y --no-install-recommends "
     "chromium`; macOS: `brew install --cask chromium`), or an npm-shipped one such as `@sparticuz/chromium`, "
@@ -240,8 +241,7 @@ def find_chromium(environ: Mapping[str, str] | None = None) -> str | None:
         found = shutil.which(name, path=environ.get("PATH", os.defpath))
         if found:
             return found
-    fallback = Path("/usr/bin/chromium")
-    return str(fallback) if fallback.is_file() else None
+    return next((path for path in CHROMIUM_FALLBACKS if Path(path).is_file()), None)
 
 
 @dataclass

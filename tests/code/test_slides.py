@@ -110,7 +110,15 @@ def test_build_makes_self_contained_html_for_every_deck_and_pdf_with_a_chromium(
     assert all(p.read_bytes()[:5] == b"%PDF-" and p.stat().st_size > 20_000 for p in result.pdf)
 
 
-def test_no_chromium_message_says_how_to_get_one(tmp_path: Path) -> None:
-    assert slides.find_chromium({"PATH": str(tmp_path)}) is None or Path("/usr/bin/chromium").is_file()
+def test_without_a_chromium_the_build_says_how_to_get_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(slides, "CHROMIUM_FALLBACKS", ())
+    nowhere = {"PATH": str(tmp_path)}
+    assert slides.find_chromium(nowhere) is None
     with pytest.raises(FileNotFoundError, match="apt-get install"):
-        slides.find_chromium({"CHROME_PATH": str(tmp_path / "nothing"), "PATH": str(tmp_path)})
+        slides.find_chromium({"CHROME_PATH": str(tmp_path / "nothing"), **nowhere})
+    with pytest.raises(FileNotFoundError, match="apt-get install"):
+        slides.build(tmp_path / "ci", only=["00"], environ={"CI": "true", **nowhere}, figures_dir=tmp_path / "figures")
+    _require_marp()
+    result = slides.build(tmp_path / "laptop", only=["00"], environ=nowhere, figures_dir=tmp_path / "figures")
+    assert [p.name for p in result.html] == ["00_setup.html"] and not result.pdf
+    assert "apt-get install" in result.pdf_skipped and "CHROME_PATH" in result.pdf_skipped
