@@ -22,7 +22,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from sklearn.metrics import roc_auc_score
 
-from mlsys import evaluate, objectives, tracking
+from mlsys import evaluate, lineage, objectives, tracking
 from mlsys.baselines import HeuristicBaseline
 from mlsys.config import Settings, get_settings
 from mlsys.logger import logger
@@ -300,17 +300,30 @@ def _finite(values: dict[str, float]) -> dict[str, float]:
 
 
 def promote(
-    model: Any, report: Report, input_example: pd.DataFrame, settings: Settings | None = None, name: str = "candidate"
+    model: Any,
+    report: Report,
+    input_example: pd.DataFrame,
+    settings: Settings | None = None,
+    name: str = "candidate",
+    train_data: pd.DataFrame | None = None,
 ) -> Decision:
     """Log `report` to MLflow; if every check passed, log, register and alias the model as champion.
 
     A rejected candidate gets a run with the report and its reasons, nothing in the registry, and
-    the champion alias stays where it was.
+    the champion alias stays where it was. The run records the model's lineage (`mlsys.lineage`:
+    the raw files' checksums, the commit, the model's parameters and, given `train_data`, the
+    training rows as a dataset input) and the registered version carries it as tags.
     """
     settings = settings or get_settings()
     decision = "promoted" if report.passed else "rejected"
     with tracking.run(f"promote-{name}", settings=settings, stage="promotion") as active:
         mlflow.log_params({f"protocol.{k}": _show(v) for k, v in asdict(report.protocol).items()} | {"judged_split": report.split})
+        model_params = lineage.model_params(model)
+        mlflow.log_params(model_params)
+        if train_data is not None:
+            lineage.log_training_data(train_data, settings)
+        else:
+            mlflow.set_tags(lineage.data_tags(settings))
         mlflow.log_metrics(_finite({**{c.name: c.value for c in report.checks}, **report.scores}))
         mlflow.log_table(report.table(), artifact_file="promotion/report.json")
         mlflow.set_tags(
@@ -331,6 +344,7 @@ def promote(
             mlflow.MlflowClient().set_model_version_tag(
                 settings.registered_model_name, version, THRESHOLD_TAG, str(report.protocol.threshold)
             )
+            lineage.tag_version(version, active.info.run_id, settings, params=model_params)
         else:
             mlflow.log_text("\n".join(report.reasons) + "\n", "promotion/reasons.txt")
             logger.info("{} rejected: {}", name, "; ".join(report.reasons))

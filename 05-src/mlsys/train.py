@@ -41,7 +41,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
-from mlsys import pipeline, tracking
+from mlsys import lineage, pipeline, tracking
 from mlsys.baselines import HeuristicBaseline, ZeroRule
 from mlsys.config import Settings, get_settings, repo_root
 from mlsys.display import duration
@@ -444,6 +444,7 @@ def train_and_log(
         best = int(booster.best_iteration_) if evals and getattr(booster, "best_iteration_", 0) else None
 
         mlflow.set_tags(version_tags(splits[fit_on], label, fit_on))
+        lineage.log_training_data(splits[fit_on], label=label)  # dataset input, raw files' checksums, commit
         mlflow.log_params(
             {
                 **scalar_params(model),

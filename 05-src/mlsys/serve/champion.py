@@ -34,7 +34,9 @@ def ensure_champion(settings: Settings | None = None, fast: bool = True, force: 
     splits = features.load_splits(fast=fast, seed=settings.seed, settings=settings)
     model = promote.fit_champion(splits, seed=settings.seed)
     report = promote.evaluate_candidate(model, splits)
-    decision = promote.promote(model, report, splits["test"][pipeline.INPUT_COLUMNS].head(5), settings, name="serve-champion")
+    decision = promote.promote(
+        model, report, splits["test"][pipeline.INPUT_COLUMNS].head(5), settings, name="serve-champion", train_data=splits["train"]
+    )
     if not decision.promoted or decision.version is None:
         raise RuntimeError("the champion recipe failed the promotion protocol: " + "; ".join(decision.reasons))
     return decision.version
