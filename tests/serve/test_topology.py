@@ -11,12 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 
 import httpx
@@ -30,81 +24,26 @@ from mlsys.serve.prediction_log import prediction_log
 
 pytestmark = pytest.mark.postgres
 
-ADMIN_URL = os.environ.get("DATABASE_URL_TEST", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-START_TIMEOUT_S = 240
 MONTHS = [11]
 N_PREDICT = 5
 
 
-def _admin_engine() -> sa.Engine:
-    engine = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect():
-            pass
-    except sa.exc.OperationalError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI at {ADMIN_URL}: {exc}")
-        pytest.skip(f"PostgreSQL not reachable at {ADMIN_URL} (start it, or set DATABASE_URL_TEST)")
-    return engine
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+@pytest.fixture(scope="module")
+def databases(fresh_database) -> Iterator[dict[str, str]]:
+    """Two fresh databases, as docker/postgres creates them: `mlflow` (tracking + registry) and `warehouse`."""
+    with fresh_database("mlsys_serve_mlflow") as mlflow_db, fresh_database("mlsys_serve_wh") as warehouse_db:
+        yield {"mlflow": mlflow_db, "warehouse": warehouse_db}
 
 
 @pytest.fixture(scope="module")
-def databases() -> Iterator[dict[str, str]]:
-    """Two fresh databases: `mlflow` (tracking + registry) and `warehouse`; dropped afterwards."""
-    admin = _admin_engine()
-    names = {"mlflow": f"mlsys_serve_mlflow_{os.getpid()}", "warehouse": f"mlsys_serve_wh_{os.getpid()}"}
-    with admin.connect() as conn:
-        for name in names.values():
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield {role: admin.url.set(database=name).render_as_string(hide_password=False) for role, name in names.items()}
-    finally:
-        with admin.connect() as conn:
-            for name in names.values():
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(databases, tmp_path_factory) -> Iterator[str]:
+def tracking_server(databases, mlflow_server, tmp_path_factory) -> Iterator[str]:
     """`mlflow server` on the PostgreSQL database, serving artifacts itself (as docker/compose.yml runs it)."""
-    log = tmp_path_factory.mktemp("topology-mlflow") / "mlflow.log"
-    number = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(number), "--workers", "1",
-         "--backend-store-uri", databases["mlflow"], "--serve-artifacts", "--artifacts-destination", str(log.parent / "artifacts")],
-        stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{number}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"mlflow server did not start:\n{log.read_text()[-2000:]}")
-                time.sleep(1)
+    with mlflow_server(databases["mlflow"], tmp_path_factory.mktemp("topology-mlflow")) as url:
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
-def test_service_on_postgres_and_mlflow_server(databases, mlflow_server, server_class, register_champion, small_model, splits, body_of, tmp_path):
-    env = {"MLFLOW_TRACKING_URI": mlflow_server, "DATABASE_URL": databases["warehouse"]}
+def test_service_on_postgres_and_mlflow_server(databases, tracking_server, server_class, register_champion, small_model, splits, body_of, tmp_path):
+    env = {"MLFLOW_TRACKING_URI": tracking_server, "DATABASE_URL": databases["warehouse"]}
     settings = load_settings(environ={**os.environ, **env})
     eng = warehouse.engine(settings)
     try:
