@@ -4,6 +4,7 @@
     python -m mlsys.slides build --pdf never    # HTML only
     python -m mlsys.slides export               # only the figures, into 01-slides/figures/
     python -m mlsys.slides check                # figures quoted in a deck that its notebook does not show
+    python -m mlsys.slides new 08_monitoring    # a starting deck for a new lesson (outcomes copied)
 
 Each deck `01-slides/NN_name.md` belongs to the notebook `02-notebooks/NN_name.ipynb`. Its plots
 are not redrawn: `01-slides/figures.yml` names, for each figure, the notebook cell whose
@@ -204,6 +205,57 @@ def speaker_notes(markdown: str) -> list[str]:
     return [c.strip() for c in comments if c.strip() and not re.fullmatch(r"_?\w+\s*:.*", c.strip())]
 
 
+def scaffold(notebook: Path) -> str:
+    """A starting deck for a lesson: front matter, title slide, its outcomes verbatim, an exercises slide.
+
+    The slides between are the author's: the figures that carry the lesson (add them to
+    figures.yml), its key numbers (copied from its outputs) and speaker notes.
+    """
+    nb = read_notebook(notebook)
+    first = "".join(next(c for c in nb["cells"] if c["cell_type"] == "markdown")["source"])
+    title = next((line[2:].strip() for line in first.splitlines() if line.startswith("# ")), notebook.stem)
+    short = title.split(":")[0]
+    chapter = re.search(r"Huyen, 2022, (ch\. [\d–-]+)", first)
+    cite = f" · Huyen (2022), {chapter.group(1)}" if chapter else ""
+    outcomes = "\n".join(f"- {o}" for o in learning_outcomes(first))
+    stem = notebook.stem
+    return f"""---
+marp: true
+theme: mlsys
+title: "{short}"
+paginate: true
+footer: "Designing ML Systems, the runnable course · {short.replace(' · ', ' ')}{cite}"
+---
+
+<!-- _class: lead -->
+<!-- _paginate: false -->
+
+# {title}
+
+Notebook: `02-notebooks/{stem}.ipynb`{cite}
+
+<!--
+Speaker notes: what to say, what to ask the room.
+-->
+
+---
+
+<!-- _class: small -->
+
+## Learning outcomes
+
+By the end of this lesson you will be able to:
+
+{outcomes}
+
+---
+
+## Discussion and exercises
+
+**Exercises** (solutions: `02-notebooks/solutions/{stem}.py`; checks: `tests/solutions/test_{stem}.py`).
+"""
+
+
 # --- the numbers on the slides ---------------------------------------------------------------------
 
 
@@ -350,8 +402,18 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--only", nargs="*", help="deck name prefixes, e.g. 00 01")
     sub.add_parser("export", help="export the figures of figures.yml into 01-slides/figures/")
     sub.add_parser("check", help="list figures quoted in a deck that its notebook's outputs do not show")
+    new = sub.add_parser("new", help="write a starting deck 01-slides/NN_name.md for a lesson notebook")
+    new.add_argument("lesson", help="the notebook's stem, e.g. 08_monitoring")
     args = parser.parse_args(argv)
     root = repo_root()
+    if args.command == "new":
+        target = slides_dir() / f"{args.lesson}.md"
+        if target.exists():
+            print(f"slides: {target.relative_to(root)} exists; not overwritten", file=sys.stderr)
+            return 1
+        target.write_text(scaffold(notebook_for(target)), encoding="utf-8")
+        print(target.relative_to(root))
+        return 0
     if args.command == "export":
         for path in export_figures():
             print(path.relative_to(root))

@@ -122,3 +122,10 @@ def test_without_a_chromium_the_build_says_how_to_get_one(tmp_path: Path, monkey
     result = slides.build(tmp_path / "laptop", only=["00"], environ=nowhere, figures_dir=tmp_path / "figures")
     assert [p.name for p in result.html] == ["00_setup.html"] and not result.pdf
     assert "apt-get install" in result.pdf_skipped and "CHROME_PATH" in result.pdf_skipped
+
+
+def test_a_new_deck_starts_with_its_lessons_outcomes_and_answer_keys() -> None:
+    notebook = notebooks()[0]
+    deck = slides.scaffold(notebook)
+    assert slides.learning_outcomes(deck) == slides.lesson_outcomes(notebook) != []
+    assert f"solutions/{notebook.stem}.py" in deck and "theme: mlsys" in deck and slides.deck_figures(deck) == []
