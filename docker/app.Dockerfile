@@ -2,9 +2,11 @@
 # Build context is the repository root (docker/compose.yml sets it):
 #   docker build -f docker/app.Dockerfile -t mlsys-app .
 #
-# Pinned: the base image's Python patch release (the one the course machines run), uv, and every
-# package through uv.lock. (A digest pin, python:3.11.7-slim-bookworm@sha256:..., is stricter still;
-# look it up with `docker buildx imagetools inspect` where Docker Hub is reachable.)
+# Pinned: the base image's Python patch release (the one the course machines run; mlflow.Dockerfile
+# uses the same FROM), uv (the Makefile's version), and every package through uv.lock. (A digest pin,
+# python:3.11.7-slim-bookworm@sha256:..., is stricter still; look it up with
+# `docker buildx imagetools inspect` where Docker Hub is reachable. tests/serve/test_docker.py
+# checks these rules.)
 FROM python:3.11.7-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
