@@ -22,20 +22,37 @@ class SiteReport:
     """What a build produced and how long each step took."""
 
     site: Path
+    docs: Path
     pages: list[str]
     stage_seconds: float
     mkdocs_seconds: float
 
 
+def not_info(log: str) -> list[str]:
+    """mkdocs' output without its INFO records (a record runs until the next line with a level)."""
+    kept, level = [], ""
+    for line in log.splitlines():
+        head = line.split(" ", 1)[0]
+        if head in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            level = head
+        elif line and not line.startswith((" ", "\t")):
+            level = ""  # a line of its own, such as "Aborted with 3 warnings in strict mode!"
+        if level != "INFO" and line.strip():
+            kept.append(line)
+    return kept
+
+
 def run_mkdocs(root: Path, config: Path | None = None) -> None:
     """`mkdocs build --strict` with the repository's mkdocs.yml, from the repository root."""
     config = config or root / "mkdocs.yml"
-    cmd = [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--config-file", str(config)]
+    # not --quiet: it raises mkdocs' log level above WARNING, so --strict would count no warning
+    cmd = [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(config)]
     # NO_MKDOCS_2_WARNING: mkdocs-material's banner about its successor, printed on every build
     env = os.environ | {"NO_MKDOCS_2_WARNING": "1"}
     done = subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=env)
     if done.returncode != 0:
-        raise SiteBuildError(f"mkdocs build --strict failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+        problems = "\n".join(not_info(done.stdout + "\n" + done.stderr))
+        raise SiteBuildError(f"mkdocs build --strict failed ({done.returncode}):\n{problems}")
 
 
 def check_offline(site: Path) -> list[ExternalReference]:
@@ -57,4 +74,4 @@ def build_site(layout: Layout | None = None, site: Path | None = None) -> SiteRe
     run_mkdocs(layout.root)
     built = time.perf_counter()
     check_offline(site)
-    return SiteReport(site=site, pages=pages, stage_seconds=staged - start, mkdocs_seconds=built - staged)
+    return SiteReport(site=site, docs=layout.docs, pages=pages, stage_seconds=staged - start, mkdocs_seconds=built - staged)

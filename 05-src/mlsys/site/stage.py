@@ -230,7 +230,7 @@ def copy_mathjax(layout: Layout) -> None:
         source = layout.mathjax / part
         if source.is_dir():
             shutil.copytree(source, target / part)
-        else:
+        elif source.is_file():
             target.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target / part)
     shutil.copytree(ASSETS, layout.docs / "assets", dirs_exist_ok=True)
