@@ -75,7 +75,8 @@ slides: install $(NODE_STAMP)  ## one Marp deck per lesson to build/slides/: HTM
 site: install $(NODE_STAMP)  ## the course website in build/site/: README, lessons with outputs, data card, decks (offline, strict)
 	$(VENV)/bin/python -m mlsys.site
 
-up:  ## optional: Postgres + MLflow server with docker compose (needs Docker and a .env)
+up:  ## optional: the full stack (postgres, mlflow, redis, the service) with docker compose; needs Docker and a .env
+	@test -f .env || { echo "make up: no .env. cp .env.example .env, then set POSTGRES_PASSWORD and REDIS_PASSWORD in it (see docker/README.md)" >&2; exit 1; }
 	docker compose -f docker/compose.yml --env-file .env up -d --build
 
 down:  ## stop the docker stack
