@@ -26,6 +26,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from mlsys import display
 from mlsys.logger import logger
 from mlsys.pipeline import INPUT_COLUMNS
 from mlsys.serve.model import ModelService
@@ -122,8 +123,6 @@ def replay(
     (the simulated clock) and `latency_ms` = that day's scoring time per flight. With `replace`,
     rows this route and model logged before are deleted first, so a re-run does not double them.
     """
-    from tqdm.auto import tqdm
-
     if replace:
         removed = clear_replay(engine, route, service.card.version)
         if removed:
@@ -132,7 +131,8 @@ def replay(
     started = time.perf_counter()
     n_days = 0
     try:
-        for day, part in tqdm(list(days(frame)), desc="replay", unit="day", disable=not progress):
+        schedule = list(days(frame))
+        for _, part in display.progress(schedule, total=len(schedule), desc="replay (days)") if progress else schedule:
             n_days += 1
             t = time.perf_counter()
             probabilities = service.predict_proba(part[service.columns])
@@ -203,6 +203,8 @@ def read_log(engine: Engine, route: str | None = REPLAY_ROUTE, model_version: st
     frame["scheduled_departure"] = pd.to_datetime(frame["scheduled_departure"])
     frame["decision"] = frame["decision"].astype(bool)
     if with_features:
-        inputs = pd.DataFrame([json.loads(text) for text in frame["features"]], index=frame.index)
-        frame = pd.concat([frame.drop(columns="features"), inputs[[c for c in INPUT_COLUMNS if c in inputs]]], axis=1)
+        inputs = pd.DataFrame.from_records([json.loads(text) for text in frame["features"]], index=frame.index)
+        # carrier, origin and dest are log columns already (the same values)
+        extra = [c for c in INPUT_COLUMNS if c in inputs and c not in frame]
+        frame = pd.concat([frame.drop(columns="features"), inputs[extra]], axis=1)
     return frame
