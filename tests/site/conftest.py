@@ -4,7 +4,8 @@
   check) into build/site/, after building the decks' HTML into build/slides/ if none is there,
   so the site carries at least one deck.
 - `chromium`: the path of a local Chromium for playwright (`CHROME_PATH`, else `chromium`,
-  `chromium-browser`, `google-chrome` on PATH). playwright's own browser download is never used.
+  `chromium-browser`, `google-chrome` on PATH, else Chromium or Chrome in macOS's /Applications).
+  playwright's own browser download is never used.
 
 The site needs `npm ci` (MathJax and marp-cli from package-lock.json); the browser check needs a
 Chromium. Either missing fails the tests when CI is set and skips them otherwise, saying how to
@@ -29,6 +30,10 @@ from mlsys.site.stage import default_layout
 ROOT = repo_root()
 SCREENSHOTS = ROOT / "build" / "artifacts" / "screenshots"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+MACOS_APPS = (
+    Path("/Applications/Chromium.app/Contents/MacOS/Chromium"),
+    Path("/Applications/Google Chrome.app/Contents/MacOS/Google Chrome"),
+)
 CHROMIUM_HOWTO = (
     "install one (Debian/Ubuntu: sudo apt-get install -y --no-install-recommends chromium; "
     "macOS: brew install --cask chromium) or set CHROME_PATH to a Chromium/Chrome executable"
@@ -53,7 +58,8 @@ def find_chromium() -> str | None:
     if os.environ.get("CHROME_PATH"):
         path = os.environ["CHROME_PATH"]
         return path if Path(path).is_file() and os.access(path, os.X_OK) else None
-    return next((found for name in CHROMIUM_NAMES if (found := shutil.which(name))), None)
+    on_path = next((found for name in CHROMIUM_NAMES if (found := shutil.which(name))), None)
+    return on_path or next((str(app) for app in MACOS_APPS if app.is_file()), None)
 
 
 def ensure_decks() -> None:
@@ -87,7 +93,7 @@ def chromium() -> str:
     path = find_chromium()
     if path is None:
         where = f"CHROME_PATH={os.environ['CHROME_PATH']} is not an executable file" if os.environ.get("CHROME_PATH") else "no Chromium found"
-        missing(f"the browser check needs a Chromium ({where})", CHROMIUM_HOWTO)
+        missing(f"a Chromium for the browser check ({where})", CHROMIUM_HOWTO)
     return path
 
 

@@ -24,10 +24,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from playwright import sync_api as playwright_api
+
 from mlsys.config import repo_root
 from mlsys.site.stage import LESSON_GLOB
-
-playwright_api = pytest.importorskip("playwright.sync_api")
 
 ROOT = repo_root()
 LESSONS = sorted((ROOT / "02-notebooks").glob(LESSON_GLOB))
