@@ -192,3 +192,26 @@ def stale_inputs(traced: Mapping[str, object], settings: Settings | None = None)
     then, current = str(traced["feature_table"]), now[f"{PREFIX}feature_table"]
     rows.append({"input": "feature table", "trained on": then, "now": current, "status": "same" if current == then else "changed"})
     return pd.DataFrame(rows)
+
+
+def corrected_copy(settings: Settings, folder: Path, table: str = "weather", drop_last: int = 1) -> Settings:
+    """A data folder like the course's with `drop_last` records withdrawn from `table`'s file, and
+    settings pointing at it: what a data provider's correction looks like to the pipeline.
+
+    The copy's `SHA256SUMS` is recorded afresh (`data.record_checksums`), as a team would on receiving it.
+    """
+    from mlsys.config import override
+
+    raw = folder / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    source = data.ensure_raw(settings)
+    for path in source.iterdir():
+        if path.is_file():
+            (raw / path.name).write_bytes(path.read_bytes())
+    target = data.raw_path(table, raw, data.expected_checksums(raw))
+    if target.suffix != ".csv":
+        raise ValueError(f"{target.name}: only a plain CSV file can be corrected here")
+    lines = target.read_bytes().splitlines(keepends=True)
+    target.write_bytes(b"".join(lines[:-drop_last]))
+    data.record_checksums(folder, settings)
+    return override(settings, data_dir=folder)

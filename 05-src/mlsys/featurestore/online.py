@@ -96,24 +96,29 @@ class OnlineStore:
             entries = answer[0][1] if answer else []
             if not entries:
                 return done
-            by_key: dict[str, dict[str, int]] = {}
-            for _, fields in entries:
-                f = {k.decode(): v.decode() for k, v in fields.items()}
-                member = f"{f['flight_id']}|{f['dep_delay']}"  # the delay rides in the member: one read per window
-                for kind in KEYS:
-                    value = f["tailnum" if kind == "tail" else kind]
-                    if value:
-                        by_key.setdefault(self.key(kind, value), {})[member] = int(f["at"])
-            pipe = self.conn.pipeline(transaction=False)
-            for key, members in by_key.items():
-                pipe.zadd(key, members)
-                if self.retention is not None:
-                    pipe.zremrangebyscore(key, "-inf", f"({max(members.values()) - self.retention}")
-            pipe.xack(self.stream, GROUP, *[entry_id for entry_id, _ in entries])
-            pipe.execute()
+            self.fold(entries)
             done += len(entries)
             if len(entries) < count:  # the stream is drained: spare the empty read
                 return done
+
+    def fold(self, entries: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        """File stream entries in the sorted sets (ZADD; re-filing one is harmless) and acknowledge them (XACK)."""
+        by_key: dict[str, dict[str, int]] = {}
+        for _, fields in entries:
+            f = {k.decode(): v.decode() for k, v in fields.items()}
+            member = f"{f['flight_id']}|{f['dep_delay']}"  # the delay rides in the member: one read per window
+            for kind in KEYS:
+                value = f["tailnum" if kind == "tail" else kind]
+                if value:
+                    by_key.setdefault(self.key(kind, value), {})[member] = int(f["at"])
+        pipe = self.conn.pipeline(transaction=False)
+        for key, members in by_key.items():
+            pipe.zadd(key, members)
+            if self.retention is not None:
+                pipe.zremrangebyscore(key, "-inf", f"({max(members.values()) - self.retention}")
+        if entries:
+            pipe.xack(self.stream, GROUP, *[entry_id for entry_id, _ in entries])
+        pipe.execute()
 
     def clear(self) -> int:
         """Delete every key under this prefix (the stream, its group, the aggregates); returns how many."""
@@ -127,11 +132,19 @@ class OnlineStore:
         """Stream length, entries not yet consumed, aggregate keys."""
         try:
             groups = self.conn.xinfo_groups(self.stream)
-            lag = sum(int(g.get("lag") or 0) + int(g.get("pending") or 0) for g in groups)
+            lag = sum(self._lag(g) + int(g.get("pending") or 0) for g in groups)
         except redis.exceptions.ResponseError:
             lag = 0
         keys = sum(1 for _ in self.conn.scan_iter(match=f"{self.prefix}dep:*", count=1000))
         return {"stream entries": int(self.conn.xlen(self.stream)), "unconsumed": lag, "aggregate keys": keys}
+
+    def _lag(self, group: dict) -> int:
+        """Entries not yet delivered to the group (Redis 7 reports `lag`; 6.2, the embedded one, does not)."""
+        if group.get("lag") is not None:
+            return int(group["lag"])
+        last = group["last-delivered-id"]
+        last = last.decode() if isinstance(last, bytes) else last
+        return len(self.conn.xrange(self.stream, min=f"({last}"))
 
     # ------------------------------------------------------------------ read path
 
