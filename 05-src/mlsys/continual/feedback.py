@@ -113,7 +113,7 @@ def loop_effect(
             "share flagged": float((p >= threshold).mean()),
             "cost per flight": float(rollout.flight_costs(y, p, threshold, costs).mean()),
         }
-    return pd.DataFrame(rows).T.rename_axis("trained on")
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("trained on")
 
 
 def holdout_price(sim: pd.DataFrame, effect: float, costs: Costs = COURSE_COSTS) -> dict[str, float]:
@@ -161,4 +161,4 @@ def cold_start(history: pd.DataFrame, later: pd.DataFrame, p: np.ndarray, thresh
             "cost per flight": float(rollout.flight_costs(y[mask], p[mask], threshold, costs).mean()),
             "no plane record": float(later.loc[mask, "plane_age"].isna().mean()),
         }
-    return pd.DataFrame(rows).T.rename_axis("aircraft")
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("aircraft")

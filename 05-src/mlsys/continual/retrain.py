@@ -76,8 +76,8 @@ def trigger_log(
 
     Each trigger is evaluated on its own, as if the others did not exist, and none resets anything: the
     table shows when each would have asked for a retrain. Drift compares the `column` of the flights
-    decided in the last `window_days` with `reference`; performance uses the flights decided in that
-    window whose outcome is known at the check.
+    decided in the last `window_days` with `reference` (from the first full window on); performance
+    uses the flights decided in that window whose outcome is known at the check.
     """
     rollout.check_frame(frame, (rollout.TIME, rollout.LABEL, rollout.KNOWN, column))
     times = pd.to_datetime(frame[rollout.TIME])
@@ -88,7 +88,9 @@ def trigger_log(
     for day in days:
         window = ((times >= day - pd.Timedelta(days=triggers.window_days)) & (times < day)).to_numpy()
         known = window & rollout.known_by(frame, day)
-        drift = psi(reference, frame.loc[window, column]) if window.any() else float("nan")
+        # a window shorter than `window_days` (the first days) is too small a sample to judge drift on
+        full = day - pd.Timedelta(days=triggers.window_days) >= start
+        drift = psi(reference, frame.loc[window, column]) if full and window.any() else float("nan")
         n_known = int(known.sum())
         window_cost = float(cost[known].mean()) if n_known else float("nan")
         elapsed = (day - start).days
@@ -99,11 +101,27 @@ def trigger_log(
                 "outcomes known": n_known,
                 "cost per flight": window_cost,
                 "schedule": elapsed % triggers.every_days == 0,
-                "drift": bool(drift > triggers.max_psi),
+                "drift": bool(full and drift > triggers.max_psi),
                 "performance": bool(n_known >= triggers.min_outcomes and window_cost > triggers.max_cost),
             }
         )
     return pd.DataFrame(rows).set_index("day")
+
+
+def limits_from(log: pd.DataFrame, every_days: int = 14, window_days: int = 7, min_outcomes: int = 200) -> Triggers:
+    """Triggers whose drift and performance limits are the worst window of a reference period's `trigger_log`.
+
+    Chosen on the period the champion was validated on, they would have raised no alarm there: an
+    alarm later means the stream left what that period showed, not noise that period already had.
+    """
+    checked = log[log["outcomes known"] >= min_outcomes]
+    return Triggers(
+        every_days=every_days,
+        window_days=window_days,
+        max_psi=round(float(log["psi"].max()), 4),
+        max_cost=round(float(checked["cost per flight"].max()), 2),
+        min_outcomes=min_outcomes,
+    )
 
 
 def first_firing(log: pd.DataFrame) -> pd.Series:
@@ -112,7 +130,7 @@ def first_firing(log: pd.DataFrame) -> pd.Series:
     for name in ("schedule", "drift", "performance"):
         fired = log.index[log[name]]
         out[name] = {"first fired": fired.min() if len(fired) else pd.NaT, "days fired": int(len(fired))}
-    return pd.DataFrame(out).T.rename_axis("trigger")
+    return pd.DataFrame.from_dict(out, orient="index").rename_axis("trigger")
 
 
 # --------------------------------------------------------------------------- stateless vs stateful
@@ -204,4 +222,4 @@ def judge(model: Any, splits: Mapping[str, pd.DataFrame], protocol: promote.Prot
 
 def summary(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     """`judge` results side by side, one row per challenger (the full reports left out)."""
-    return pd.DataFrame({name: {k: v for k, v in r.items() if k != "report"} for name, r in results.items()}).T.rename_axis("challenger")
+    return pd.DataFrame.from_dict({name: {k: v for k, v in r.items() if k != "report"} for name, r in results.items()}, orient="index").rename_axis("challenger")

@@ -157,7 +157,7 @@ def shadow(frame: pd.DataFrame, thresholds: Mapping[str, float], clock: pd.Times
             "cost per flight": float(arm_costs.loc[known, arm].mean()),
             "decides": arm == "champion",
         }
-    return pd.DataFrame(rows).T.rename_axis("model")
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model")
 
 
 # --------------------------------------------------------------------------- A/B test
@@ -202,7 +202,7 @@ def ab_test(
     arm_costs = _arm_costs(frame, thresholds, costs)
     served = np.where(challenger, arm_costs["challenger"], arm_costs["champion"])
     flags = np.where(challenger, frame["p_challenger"] >= thresholds["challenger"], frame["p_champion"] >= thresholds["champion"])
-    table = pd.DataFrame(
+    table = pd.DataFrame.from_dict(
         {
             arm: {
                 "flights": int(mask.sum()),
@@ -211,8 +211,9 @@ def ab_test(
                 "share flagged": float(flags[mask].mean()),
             }
             for arm, mask in (("champion", ~challenger), ("challenger", challenger))
-        }
-    ).T.rename_axis("arm")
+        },
+        orient="index",
+    ).rename_axis("arm")
     a, b = served[known & challenger], served[known & ~challenger]
     welch = stats.ttest_ind(a, b, equal_var=False)
     ci = welch.confidence_interval(0.95)
