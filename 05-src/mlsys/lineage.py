@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -167,14 +167,20 @@ def trace(alias: str | None = None, settings: Settings | None = None) -> dict[st
     }
 
 
-def trace_table(traced: Mapping[str, object]) -> pd.DataFrame:
-    """`trace`'s answer as one table (what, name, value), checksums and commit shortened to 12 digits."""
+def trace_table(traced: Mapping[str, object], params: Sequence[str] | None = None) -> pd.DataFrame:
+    """`trace`'s answer as one table (what, name, value), checksums shortened to 12 digits.
+
+    The commit reads "checked out now" when it is the working tree's HEAD (else its first 12
+    digits); `params` keeps only parameters whose names end with one of these.
+    """
     rows = [("model", str(traced["model"]), f"version {traced['version']}")]
     rows += [("raw file", name, sha[:12]) for name, sha in dict(traced["files"]).items()]
     rows.append(("feature table", "cache key", str(traced["feature_table"])))
     rows += [("dataset input", d["context"], f"{d['name']} (digest {d['digest']})") for d in traced["datasets"]]  # type: ignore[union-attr]
-    rows.append(("code", "commit", str(traced["commit"])[:12]))
-    rows += [("parameter", k, v) for k, v in sorted(dict(traced["params"]).items())]
+    commit = str(traced["commit"])
+    rows.append(("code", "commit", "checked out now" if commit == code_commit()[0] else commit[:12]))
+    kept = {k: v for k, v in dict(traced["params"]).items() if params is None or k.endswith(tuple(params))}
+    rows += [("parameter", k, v) for k, v in sorted(kept.items())]
     return pd.DataFrame(rows, columns=["what", "name", "value"])
 
 

@@ -301,3 +301,50 @@ def task_graph(settings: Settings | None = None, **train_kwargs: object) -> tupl
     dependencies, _ = get_deps(dict(promoted.__dask_graph__()))
     rows = [{"task": k, "waits for": ", ".join(sorted(str(d) for d in dependencies[k])) or "-"} for k in ("ingest", *STEPS[1:])]
     return pd.DataFrame(rows).set_index("task"), promoted
+
+
+def cli_run(entry_point: str, parameters: dict[str, object], settings: Settings | None = None) -> tuple[Any, float]:
+    """`mlflow run . -e <entry_point> --env-manager local -P k=v ...` as a process, as a student types it.
+
+    Returns the run it made and how long the command took (seconds). Raises with the command's
+    last lines of output if it fails.
+    """
+    import subprocess
+    import sys
+    import time
+
+    settings = settings or get_settings()
+    tracking.setup_mlflow(settings)  # the experiment exists, with the course's artifact location
+    bin_dir = os.path.dirname(sys.executable)
+    env = {**os.environ, "MLFLOW_EXPERIMENT_NAME": settings.mlflow_experiment, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.update({"MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri, "MLSYS_ARTIFACT_ROOT": settings.mlflow_artifact_root, "DATABASE_URL": settings.database_url})
+    args = [os.path.join(bin_dir, "mlflow"), "run", str(settings.root), "-e", entry_point, "--env-manager", "local"]
+    for key, value in parameters.items():
+        args += ["-P", f"{key}={value}"]
+    began = time.perf_counter()
+    done = subprocess.run(args, env=env, capture_output=True, text=True, cwd=settings.root)
+    seconds = time.perf_counter() - began
+    if done.returncode != 0:
+        raise RuntimeError(f"`mlflow run -e {entry_point}` failed:\n" + "\n".join(done.stderr.splitlines()[-20:]))
+    runs = mlflow.search_runs(
+        experiment_names=[settings.mlflow_experiment],
+        filter_string=f"tags.`mlflow.project.entryPoint` = '{entry_point}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+        output_format="list",
+    )
+    return runs[0], seconds
+
+
+def entry_points(settings: Settings | None = None) -> pd.DataFrame:
+    """The MLproject's entry points: parameters (with defaults) and command."""
+    import yaml
+
+    settings = settings or get_settings()
+    project = yaml.safe_load((settings.root / "MLproject").read_text())
+    rows = []
+    for name, entry in project["entry_points"].items():
+        params = entry.get("parameters", {})
+        shown = [f"{k}={v.get('default', '(required)')}" if isinstance(v, dict) else f"{k} (required)" for k, v in params.items()]
+        rows.append({"entry point": name, "parameters": ", ".join(shown) or "-", "command": entry["command"].split(" --")[0]})
+    return pd.DataFrame(rows).set_index("entry point")
