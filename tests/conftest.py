@@ -46,8 +46,8 @@ def in_ci() -> bool:
 def missing_service(what: str, how_to_start: str) -> None:
     """Fail in CI, skip elsewhere, saying what to start."""
     if in_ci():
-        pytest.fail(f"{what} is required in CI: {how_to_start}")
-    pytest.skip(f"{what}: {how_to_start}")
+        pytest.fail(f"required in CI: {what}; {how_to_start}")
+    pytest.skip(f"{what}; {how_to_start}")
 
 
 def free_port() -> int:

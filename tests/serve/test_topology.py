@@ -73,7 +73,7 @@ def tracking_server(databases, mlflow_server, tmp_path_factory) -> Iterator[str]
         yield url
 
 
-def test_service_on_postgres_mlflow_server_and_redis(databases, tracking_server, redis_url, server_class, register_champion, small_model, splits, body_of, tmp_path):
+def test_service_on_postgres_mlflow_server_and_redis(redis_url, databases, tracking_server, server_class, register_champion, small_model, splits, body_of, tmp_path):
     env = {"MLFLOW_TRACKING_URI": tracking_server, "DATABASE_URL": databases["warehouse"], "REDIS_URL": redis_url}
     settings = load_settings(environ={**os.environ, **env})
     eng = warehouse.engine(settings)
