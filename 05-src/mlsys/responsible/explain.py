@@ -104,6 +104,8 @@ def plot_waterfall(explained: pd.DataFrame, bias: float, title: str = "") -> Any
     ax.axvline(bias, color="grey", ls="--", lw=1)
     end = bias + steps.sum()
     ax.axvline(end, color="black", lw=1)
+    ends = np.concatenate([starts, starts + steps, [bias, end]])
+    ax.set_xlim(ends.min() - 0.3, ends.max() + 0.3)  # room for the bias line at the edge
     ax.set_xlabel(f"log-odds of late (dashed: bias {bias:.2f}, P = {sigmoid(bias):.2f}; solid: this flight {end:.2f}, P = {sigmoid(end):.2f})")
     ax.set_title(title or "contributions to one flight's score (red: towards late)")
     fig.tight_layout()
