@@ -215,8 +215,8 @@ def scaffold(notebook: Path) -> str:
     first = "".join(next(c for c in nb["cells"] if c["cell_type"] == "markdown")["source"])
     title = next((line[2:].strip() for line in first.splitlines() if line.startswith("# ")), notebook.stem)
     short = title.split(":")[0]
-    chapter = re.search(r"Huyen, 2022, (ch\. [\d–-]+)", first)
-    cite = f" · Huyen (2022), {chapter.group(1)}" if chapter else ""
+    chapter = re.search(r"Huyen,\s+2022,\s+ch\.\s*([\d–-]+)", first)
+    cite = f" · Huyen (2022), ch. {chapter.group(1)}" if chapter else ""
     outcomes = "\n".join(f"- {o}" for o in learning_outcomes(first))
     stem = notebook.stem
     return f"""---
