@@ -38,9 +38,11 @@ def test_learning_outcomes_are_read_with_their_continuation_lines() -> None:
     assert slides.learning_outcomes(cell) == ["tell one thing from another;", "log a run."]
 
 
-def test_there_is_a_deck_per_lesson_notebook() -> None:
-    missing = [nb.stem for nb in notebooks() if not (slides.slides_dir() / f"{nb.stem}.md").is_file()]
-    assert not missing, f"lessons without a deck in 01-slides/: {missing}"
+def test_there_is_a_deck_per_executed_lesson() -> None:
+    # a notebook committed before its first run has no outputs to quote or plot yet
+    executed = [nb for nb in notebooks() if any(c.get("outputs") for c in slides.read_notebook(nb)["cells"])]
+    missing = [nb.stem for nb in executed if not (slides.slides_dir() / f"{nb.stem}.md").is_file()]
+    assert not missing, f"lessons without a deck in 01-slides/ (start one with python -m mlsys.slides new NN_name): {missing}"
 
 
 @pytest.mark.parametrize("deck", DECKS, ids=lambda p: p.stem)
