@@ -193,10 +193,16 @@ def learning_outcomes(markdown: str) -> list[str]:
     return [" ".join(item.split()) for item in items]
 
 
+def lesson_intro(nb: Mapping) -> str:
+    """A lesson's first markdown cell with a title (`# NN · ...`); papermill's error banner, if any, comes before it."""
+    cells = [c for c in nb["cells"] if c["cell_type"] == "markdown"]
+    titled = [c for c in cells if "".join(c["source"]).lstrip().startswith("# ")]
+    return "".join((titled or cells)[0]["source"])
+
+
 def lesson_outcomes(notebook: Path) -> list[str]:
-    """The learning outcomes of a lesson, from its notebook's first markdown cell."""
-    first = next(c for c in read_notebook(notebook)["cells"] if c["cell_type"] == "markdown")
-    return learning_outcomes("".join(first["source"]))
+    """The learning outcomes of a lesson, from its notebook's first cell."""
+    return learning_outcomes(lesson_intro(read_notebook(notebook)))
 
 
 def speaker_notes(markdown: str) -> list[str]:
@@ -211,8 +217,7 @@ def scaffold(notebook: Path) -> str:
     The slides between are the author's: the figures that carry the lesson (add them to
     figures.yml), its key numbers (copied from its outputs) and speaker notes.
     """
-    nb = read_notebook(notebook)
-    first = "".join(next(c for c in nb["cells"] if c["cell_type"] == "markdown")["source"])
+    first = lesson_intro(read_notebook(notebook))
     title = next((line[2:].strip() for line in first.splitlines() if line.startswith("# ")), notebook.stem)
     short = title.split(":")[0]
     chapter = re.search(r"Huyen,\s+2022,\s+ch\.\s*([\d–-]+)", first)
