@@ -32,6 +32,8 @@ from mlsys.logger import logger, setup_logging
 
 STEPS = ("ingest", "features", "train", "evaluate", "promote")
 TABLES = ("flights", "weather", "planes", "airlines", "airports")
+#: Rows the behaviour checks use in fast mode.
+FAST_BEHAVIOUR_ROWS = 5_000
 #: Tag on each step run naming the workflow run that launched it (MLflow's own nesting tag).
 PARENT_TAG = "mlflow.parentRunId"
 
@@ -118,9 +120,12 @@ def evaluate_step(settings: Settings, train_run_id: str, fast: bool = True, seed
     """Judge the train run's model by the promotion protocol on validation; log checks and the decision."""
     splits = features.load_splits(fast=fast, seed=seed, settings=settings)
     tracking.setup_mlflow(settings)
-    model = mlflow.sklearn.load_model(f"runs:/{train_run_id}/model")
+    with contextlib.redirect_stderr(io.StringIO()):  # MLflow's download progress bars (rates, timings)
+        model = mlflow.sklearn.load_model(f"runs:/{train_run_id}/model")
+    # fast mode judges behaviour on fewer rows (as tests/model does); the full run uses the protocol's own
+    protocol = promote.Protocol(behaviour_rows=FAST_BEHAVIOUR_ROWS) if fast else None
     with _step_run("evaluate", settings) as active:
-        report = promote.evaluate_candidate(model, splits)
+        report = promote.evaluate_candidate(model, splits, protocol)
         mlflow.log_param("train_run_id", train_run_id)
         mlflow.log_metrics(promote._finite({**{c.name: c.value for c in report.checks}, **report.scores}))
         mlflow.log_table(report.table(), artifact_file="promotion/report.json")
@@ -318,6 +323,8 @@ def cli_run(entry_point: str, parameters: dict[str, object], settings: Settings 
     bin_dir = os.path.dirname(sys.executable)
     env = {**os.environ, "MLFLOW_EXPERIMENT_NAME": settings.mlflow_experiment, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.update({"MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri, "MLSYS_ARTIFACT_ROOT": settings.mlflow_artifact_root, "DATABASE_URL": settings.database_url})
+    env.pop("MLFLOW_EXPERIMENT_ID", None)  # set by mlflow.set_experiment in this process; the CLI takes one of id or name
+    env.pop("MLFLOW_RUN_ID", None)
     args = [os.path.join(bin_dir, "mlflow"), "run", str(settings.root), "-e", entry_point, "--env-manager", "local"]
     for key, value in parameters.items():
         args += ["-P", f"{key}={value}"]
