@@ -27,28 +27,11 @@ from sklearn.pipeline import Pipeline
 
 from mlsys import evaluate, promote
 from mlsys.continual import rollout
+from mlsys.monitor.drift import psi
 from mlsys.objectives import COURSE_COSTS, Costs
 from mlsys.pipeline import INPUT_COLUMNS
 
 # --------------------------------------------------------------------------- triggers
-
-
-def psi(reference: np.ndarray | pd.Series, current: np.ndarray | pd.Series, bins: int = 10, floor: float = 1e-4) -> float:
-    """Population stability index of `current` against `reference`, on the reference's deciles.
-
-    sum((c - r) * ln(c / r)) over the bins, with shares floored at `floor` so an empty bin stays
-    finite. Rules of thumb: below 0.1 stable, 0.1-0.25 moderate, above 0.25 a large shift.
-    """
-    reference = np.asarray(reference, dtype="float64")
-    current = np.asarray(current, dtype="float64")
-    reference, current = reference[~np.isnan(reference)], current[~np.isnan(current)]
-    if len(reference) == 0 or len(current) == 0:
-        raise ValueError("psi needs non-empty reference and current samples")
-    edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
-    r = np.bincount(np.searchsorted(edges, reference, side="right"), minlength=len(edges) + 1) / len(reference)
-    c = np.bincount(np.searchsorted(edges, current, side="right"), minlength=len(edges) + 1) / len(current)
-    r, c = np.maximum(r, floor), np.maximum(c, floor)
-    return float(np.sum((c - r) * np.log(c / r)))
 
 
 @dataclass(frozen=True)
@@ -90,7 +73,7 @@ def trigger_log(
         known = window & rollout.known_by(frame, day)
         # a window shorter than `window_days` (the first days) is too small a sample to judge drift on
         full = day - pd.Timedelta(days=triggers.window_days) >= start
-        drift = psi(reference, frame.loc[window, column]) if full and window.any() else float("nan")
+        drift = psi(pd.Series(np.asarray(reference, dtype="float64")), frame.loc[window, column]) if full and window.any() else float("nan")
         n_known = int(known.sum())
         window_cost = float(cost[known].mean()) if n_known else float("nan")
         elapsed = (day - start).days
