@@ -47,6 +47,10 @@ def _step_run(step: str, settings: Settings):
     """The run of one step: the one `mlflow run` created (MLFLOW_RUN_ID), else a new one."""
     if os.environ.get("MLFLOW_RUN_ID"):
         mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+        # `mlflow run` made the run in the experiment it was given (the default one without
+        # --experiment-name); start_run refuses to resume it while another experiment is active
+        run = MlflowClient().get_run(os.environ["MLFLOW_RUN_ID"])
+        mlflow.set_experiment(experiment_id=run.info.experiment_id)
         with mlflow.start_run() as active:
             mlflow.set_tags({"workflow.step": step, **tracking.session_tags()})
             yield active
@@ -278,9 +282,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
 
 def _after(step: Callable[..., str], args: tuple, *upstream: str) -> str:
     """Run `step(*args)` once `upstream` tasks are done (their run ids are only an ordering edge)."""
@@ -355,3 +356,7 @@ def entry_points(settings: Settings | None = None) -> pd.DataFrame:
         shown = [f"{k}={v.get('default', '(required)')}" if isinstance(v, dict) else f"{k} (required)" for k, v in params.items()]
         rows.append({"entry point": name, "parameters": ", ".join(shown) or "-", "command": entry["command"].split(" --")[0]})
     return pd.DataFrame(rows).set_index("entry point")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

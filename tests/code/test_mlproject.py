@@ -36,30 +36,34 @@ def test_mlproject_names_every_step():
             assert "{" + param + "}" in entry["command"], f"{name}: parameter {param} is never passed on"
 
 
-def test_mlflow_run_train_entry_point(tmp_path):
+def test_mlflow_run_runs_the_whole_pipeline_as_the_readme_says(tmp_path):
+    """`mlflow run . --env-manager local` exactly as the README gives it (no --experiment-name):
+    the main entry point launches each step as `mlflow run . -e <step>`, a process and a run each."""
     env = _env(tmp_path)
-    # `mlflow run --experiment-name` needs the experiment; the course creates it with its artifact root
+    env.pop("MLFLOW_EXPERIMENT_NAME")
     settings = load_settings(environ=env)
-    subprocess.run([sys.executable, "-c", "from mlsys import tracking; tracking.setup_mlflow()"], env=env, check=True, cwd=ROOT)
-    args = [str(Path(sys.executable).parent / "mlflow"), "run", ".", "-e", "train", "--env-manager", "local"]
+    args = [str(Path(sys.executable).parent / "mlflow"), "run", ".", "--env-manager", "local"]
     for key, value in QUICK.items():
         args += ["-P", f"{key}={value}"]
     done = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stderr[-3000:]
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    runs = mlflow.search_runs(experiment_names=["flight-delays"], output_format="list")
-    assert len(runs) == 1
-    run = runs[0]
-    assert run.info.status == "FINISHED"
-    assert run.data.tags["mlflow.project.entryPoint"] == "train"
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    by_entry = {run.data.tags.get("mlflow.project.entryPoint"): run for run in runs}
+    assert sorted(by_entry) == sorted(["main", *workflow.STEPS]) and len(runs) == 6
+    assert all(run.info.status == "FINISHED" for run in runs)
+    parent = by_entry["main"].info.run_id
+    assert all(by_entry[step].data.tags[workflow.PARENT_TAG] == parent for step in workflow.STEPS)
+    run = by_entry["train"]
     assert run.data.params["n_estimators"] == "20"
     assert run.data.params["fit_rows"] == "5000"
     assert run.data.tags["lineage.commit"] != ""
     assert any(k.startswith("lineage.file.") for k in run.data.tags)
     assert len(run.inputs.dataset_inputs) == 1
     assert "valid_roc_auc" in run.data.metrics
-    assert MlflowClient().get_run(run.info.run_id).outputs.model_outputs, "the run logged no model"
+    assert MlflowClient().get_run(run.info.run_id).outputs.model_outputs, "the train step logged no model"
+    assert by_entry["evaluate"].data.params.get("train_run_id", run.info.run_id) == run.info.run_id
 
 
 @pytest.mark.parametrize("in_process", [True])
