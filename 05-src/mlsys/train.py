@@ -18,7 +18,6 @@ checksum of the raw files, the feature code's version and a fingerprint of the t
 from __future__ import annotations
 
 import hashlib
-import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -360,19 +359,6 @@ def row_fingerprint(df: pd.DataFrame, label: str | None = LABEL) -> str:
     return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
 
 
-def git_commit(root: Any = None) -> tuple[str | None, bool | None]:
-    """The checked-out commit and whether tracked files differ from it; (None, None) outside git."""
-    root = root or repo_root()
-    try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-        status = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=30, check=True
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None, None
-    return commit, bool(status.strip())
-
-
 def raw_data_checksum(settings: Settings | None = None) -> str:
     """First 16 hex digits of the SHA-256 of the raw folder's `SHA256SUMS`: one checksum for every raw file."""
     settings = settings or get_settings()
@@ -382,14 +368,14 @@ def raw_data_checksum(settings: Settings | None = None) -> str:
 
 def version_tags(train_part: pd.DataFrame, label: str = LABEL, fit_on: str = "train") -> dict[str, str]:
     """What a run was made from: code (git commit), raw data (checksums), features (code version), rows."""
-    commit, dirty = git_commit()
+    commit, dirty = lineage.code_commit()
     tags = {
         "data.raw_sha256": raw_data_checksum(),
         "data.feature_version": FEATURE_VERSION,
         "data.fit_rows": row_fingerprint(train_part, label),
         "data.fit_split": fit_on,
     }
-    if commit:
+    if commit != "unknown":
         # MLflow's own tag name: the UI links the run to this commit
         tags |= {"mlflow.source.git.commit": commit, "code.uncommitted_changes": str(dirty).lower()}
     return tags
