@@ -11,6 +11,9 @@ Fixtures, not importable helpers (tests run with `--import-mode=importlib`):
 
 A missing PostgreSQL or Redis fails the test when CI is set (CI must exercise them) and skips it
 with a message saying what to start otherwise.
+
+Also, for every test module: MLflow's process-wide state is reset after it (see
+`_mlflow_state_per_module`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
+import mlflow
+import mlflow.tracking.fluent
 import pytest
 import sqlalchemy as sa
 
@@ -157,3 +162,18 @@ def redis_server_url() -> str:
     finally:
         client.close()
     return REDIS_URL
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _mlflow_state_per_module() -> Iterator[None]:
+    """Forget the active MLflow experiment and run when a test module ends.
+
+    `mlflow.set_experiment` keeps the experiment in a module global and in MLFLOW_EXPERIMENT_ID
+    (which subprocesses inherit). A later module that points MLflow at a new store would otherwise
+    create its runs under an experiment id that store does not have ("No Experiment with id=1").
+    """
+    yield
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    mlflow.tracking.fluent._active_experiment_id = None
+    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)

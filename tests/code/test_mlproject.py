@@ -40,7 +40,8 @@ def test_mlflow_run_runs_the_whole_pipeline_as_the_readme_says(tmp_path):
     """`mlflow run . --env-manager local` exactly as the README gives it (no --experiment-name):
     the main entry point launches each step as `mlflow run . -e <step>`, a process and a run each."""
     env = _env(tmp_path)
-    env.pop("MLFLOW_EXPERIMENT_NAME")
+    for inherited in ("MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID"):
+        env.pop(inherited, None)  # a student's shell has none of these; an earlier test may have set them
     settings = load_settings(environ=env)
     args = [str(Path(sys.executable).parent / "mlflow"), "run", ".", "--env-manager", "local"]
     for key, value in QUICK.items():
