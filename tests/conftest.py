@@ -35,17 +35,12 @@ import mlflow.tracking.fluent
 import pytest
 import sqlalchemy as sa
 
-from mlsys.config import mask_password
+from mlsys.config import in_ci, mask_password
 
 POSTGRES_URL = os.environ.get("DATABASE_URL_TEST", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("REDIS_URL_TEST", "redis://127.0.0.1:6379/0")
 MLFLOW_START_TIMEOUT_S = 240  # a loaded 2-core machine needs far more than the usual ~7 s
 MLFLOW_STOP_TIMEOUT_S = 30
-
-
-def in_ci() -> bool:
-    """True when CI is set to anything but an explicit no."""
-    return os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}
 
 
 def missing_service(what: str, how_to_start: str) -> None:

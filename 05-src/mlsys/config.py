@@ -12,6 +12,7 @@ without editing files.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -88,6 +89,12 @@ class Settings:
     def __repr__(self) -> str:
         # the dataclass repr would print passwords into notebooks and logs
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items()) + ")"
+
+
+def in_ci(environ: Mapping[str, str] | None = None) -> bool:
+    """True when CI is set to anything but an explicit no: checks that need a service then fail, never skip."""
+    environ = os.environ if environ is None else environ
+    return environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}
 
 
 def mask_password(url: str) -> str:

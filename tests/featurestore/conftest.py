@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from mlsys import data, features
+from mlsys.config import in_ci
 from mlsys.featurestore import connection, online
 
 SERVER_URL = os.environ.get("MLSYS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -42,7 +43,7 @@ def store_on(backend: str, tmp: Path, retention: int | None = None) -> Iterator[
         try:
             conn = connection.client(url=SERVER_URL)
         except connection.FeatureStoreUnavailable as exc:
-            if os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}:
+            if in_ci():
                 pytest.fail(f"the Redis server is required in CI: {exc}")
             pytest.skip(f"no Redis server: {exc}")
     store = online.OnlineStore(conn, prefix=f"mlsys-test:{uuid.uuid4().hex[:10]}:", retention=retention)

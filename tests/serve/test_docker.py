@@ -12,7 +12,6 @@ started with.
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import shutil
 import subprocess
@@ -29,7 +28,7 @@ import sqlalchemy as sa
 import yaml
 from dotenv import dotenv_values
 
-from mlsys.config import _KEYS, load_settings, repo_root
+from mlsys.config import _KEYS, in_ci, load_settings, repo_root
 
 ROOT = repo_root()
 DOCKER = ROOT / "docker"
@@ -457,7 +456,7 @@ def test_init_script_creates_the_mlflow_database(postgres_admin: sa.Engine) -> N
     """docker/postgres/init-mlflow-db.sh, run as the image's entrypoint would, on the test server."""
     if not shutil.which("psql"):
         message = "psql runs the init script: apt install postgresql-client"
-        if _ci():
+        if in_ci():
             pytest.fail(message)
         pytest.skip(message)
     name = "mlsys compose init-check"  # a space: the script must quote the name
@@ -476,5 +475,3 @@ def test_init_script_creates_the_mlflow_database(postgres_admin: sa.Engine) -> N
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def _ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from mlsys.config import repo_root
+from mlsys.config import in_ci, repo_root
 from mlsys.site.build import SiteReport, build_site
 from mlsys.site.stage import default_layout
 
@@ -39,11 +39,6 @@ CHROMIUM_HOWTO = (
     "macOS: brew install --cask chromium) or set CHROME_PATH to a Chromium/Chrome executable"
 )
 NPM_HOWTO = "run `make site` once (it runs npm ci from package-lock.json; needs Node.js 20+ and npm)"
-
-
-def in_ci() -> bool:
-    """True when CI is set to anything but an explicit no."""
-    return os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}
 
 
 def missing(what: str, how: str) -> None:
