@@ -36,7 +36,7 @@ from pathlib import Path
 
 import yaml
 
-from mlsys.config import repo_root
+from mlsys.config import in_ci, repo_root
 from mlsys.prose import figure_shown, output_text, quoted_figures
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -370,7 +370,7 @@ def build(
     if pdf != "never":
         chromium = find_chromium(environ)
         if chromium is None:
-            if pdf == "always" or environ.get("CI"):
+            if pdf == "always" or in_ci(environ):
                 raise FileNotFoundError(f"no Chromium found for the PDF slides. {CHROMIUM_HINT}")
             result.pdf_skipped = f"PDF skipped: no Chromium found. {CHROMIUM_HINT}"
 

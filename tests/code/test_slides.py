@@ -9,7 +9,6 @@ message saying how to get one.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 import yaml
 
 from mlsys import slides
+from mlsys.config import in_ci
 from mlsys.course import notebooks
 
 DECKS = slides.decks()
@@ -88,7 +88,7 @@ def _require_marp() -> None:
     try:
         slides.marp_bin()
     except FileNotFoundError as err:
-        if os.environ.get("CI"):
+        if in_ci():
             pytest.fail(str(err))
         pytest.skip(str(err))
 
@@ -96,7 +96,7 @@ def _require_marp() -> None:
 def test_build_makes_self_contained_html_for_every_deck_and_pdf_with_a_chromium(tmp_path: Path) -> None:
     _require_marp()
     chromium = slides.find_chromium()
-    if chromium is None and os.environ.get("CI"):
+    if chromium is None and in_ci():
         pytest.fail(f"CI must build the PDF slides. {slides.CHROMIUM_HINT}")
     result = slides.build(tmp_path / "slides", pdf="always" if chromium else "never", figures_dir=tmp_path / "figures")
     assert [p.name for p in result.html] == [f"{d.stem}.html" for d in DECKS]

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from mlsys import data, warehouse
-from mlsys.config import Settings, get_settings, override
+from mlsys.config import Settings, get_settings, in_ci, override
 
 PG_URL = os.environ.get("DATABASE_URL_TEST", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -73,7 +73,7 @@ def isolated_schema() -> Iterator[sa.Engine]:
     try:
         admin = warehouse.connect(PG_URL)
     except warehouse.WarehouseUnavailable as exc:
-        if os.environ.get("CI"):
+        if in_ci():
             pytest.fail(f"PostgreSQL is required in CI: {exc}")
         pytest.skip(f"PostgreSQL not reachable: {exc}")
     schema = f"mlsys_test_{uuid.uuid4().hex[:10]}"
