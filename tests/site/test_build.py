@@ -58,6 +58,32 @@ def test_navigation_lists_every_lesson_in_course_order(built_site) -> None:
     assert in_order == [nb.stem for nb in LESSONS]
 
 
+TOC_LINK = re.compile(r'<a href="#(?P<id>[^"]+)" class="md-nav__link">(?P<body>.*?)</a>', re.DOTALL)
+HEADING_TEXT = re.compile(r'<h[1-6] id="(?P<id>[^"]+)">(?P<body>.*?)</h[1-6]>', re.DOTALL)
+
+
+def plain(fragment: str) -> str:
+    """A fragment's text: tags, the heading's pilcrow link and runs of white space removed."""
+    fragment = re.sub(r'<a class="anchor-link".*?</a>', "", fragment, flags=re.DOTALL)
+    return " ".join(re.sub(r"<[^>]+>", " ", fragment).split()).replace(" ¶", "")
+
+
+def test_every_table_of_contents_entry_leads_to_its_heading(built_site) -> None:
+    """Each entry of a lesson's table of contents names a heading of the page, inline code included."""
+    checked = 0
+    for notebook in LESSONS:
+        html = (built_site.site / "02-notebooks" / f"{notebook.stem}.html").read_text(encoding="utf-8")
+        headings = {m["id"]: plain(m["body"]) for m in HEADING_TEXT.finditer(html)}
+        for link in TOC_LINK.finditer(html):
+            assert link["id"] in headings, f"{notebook.name}: the contents link #{link['id']} has no heading"
+            assert plain(link["body"]) == headings[link["id"]], notebook.name
+            checked += 1
+    assert checked > len(LESSONS)
+    # the heading that showed the defect: mkdocs-jupyter's own contents said "5 · One" (#5-one)
+    lesson04 = (built_site.site / "02-notebooks" / "04_feature_engineering.html").read_text(encoding="utf-8")
+    assert '<a href="#5-one-columntransformer" class="md-nav__link">' in lesson04
+
+
 def test_no_page_loads_anything_from_another_host(built_site) -> None:
     assert check_offline(built_site.site) == []
     for page in built_site.site.rglob("*.html"):

@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 from urllib.parse import unquote
 
+from mkdocs.structure.toc import get_toc
 from mkdocs.utils import get_relative_url
 
 from mlsys.site.stage import nav
@@ -27,6 +28,9 @@ MATHJAX_BLOCK = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configu
 MERMAID_BLOCK = re.compile(r"<script type=\"module\">(?:(?!</script>).)*?\.jp-Mermaid.*?</script>", re.DOTALL)
 HREF = re.compile(r"(?P<attr>\b(?:href|src)=\")(?P<url>[^\"]*)\"")
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
+HEADING = re.compile(r"<h(?P<level>[1-6])\b[^>]*?\bid=\"(?P<id>[^\"]+)\"[^>]*>(?P<body>.*?)</h(?P=level)>", re.DOTALL)
+ANCHOR_LINK = re.compile(r"<a class=\"anchor-link\".*?</a>", re.DOTALL)
+TAG = re.compile(r"<[^>]+>")
 
 
 def on_config(config):
@@ -42,7 +46,27 @@ def on_page_content(html, page, config, files):
         log.warning("%s has a mermaid diagram: the site ships no mermaid (it would come from a CDN)", page.file.src_uri)
     html = MATHJAX_BLOCK.sub("", html)
     html = MERMAID_BLOCK.sub("", html)
+    page.toc = get_toc(heading_toc(html))
     return HREF.sub(lambda m: _map_link(m, page, files), html)
+
+
+def heading_toc(html: str) -> list[dict]:
+    """Table-of-contents tokens (Python-Markdown's shape) from a page's rendered `<hN id=...>` headings.
+
+    Each entry's anchor is the heading's own id and its title the heading's text (still HTML-escaped,
+    as Markdown's tokens are), inline code included; deeper headings nest under the one before.
+    """
+    root: list[dict] = []
+    open_headings: list[dict] = []
+    for match in HEADING.finditer(html):
+        level = int(match["level"])
+        name = TAG.sub("", ANCHOR_LINK.sub("", match["body"])).strip()
+        token = {"level": level, "id": match["id"], "name": name, "children": []}
+        while open_headings and open_headings[-1]["level"] >= level:
+            open_headings.pop()
+        (open_headings[-1]["children"] if open_headings else root).append(token)
+        open_headings.append(token)
+    return root
 
 
 def _map_link(match: re.Match[str], page, files) -> str:
