@@ -40,7 +40,12 @@ from mlsys.config import in_ci, repo_root
 from mlsys.prose import figure_shown, output_text, quoted_figures
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-CHROMIUM_FALLBACKS = ("/usr/bin/chromium",)  # Debian's package, for a PATH that lacks /usr/bin
+# Debian's package, for a PATH that lacks /usr/bin; macOS installs apps outside PATH
+CHROMIUM_FALLBACKS = (
+    "/usr/bin/chromium",
+    "/Applications/Chromium.app/Contents/MacOS/Chromium",
+    "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
+)
 CHROMIUM_HINT = (
     "PDF slides need a Chromium. Install one (Debian/Ubuntu: `sudo apt-get install -y --no-install-recommends "
     "chromium`; macOS: `brew install --cask chromium`), or an npm-shipped one such as `@sparticuz/chromium`, "
@@ -287,7 +292,8 @@ def marp_bin() -> Path:
 
 
 def find_chromium(environ: Mapping[str, str] | None = None) -> str | None:
-    """A Chromium for PDF: `CHROME_PATH`, else a known name on PATH or in /usr/bin; None if there is none."""
+    """A Chromium (PDF slides, the site's browser check): `CHROME_PATH`, else a known name on PATH, else a
+    known install location; None if there is none. A `CHROME_PATH` that is not an executable raises."""
     environ = os.environ if environ is None else environ
     if environ.get("CHROME_PATH"):
         path = environ["CHROME_PATH"]

@@ -3,9 +3,9 @@
 - `built_site`: runs `mlsys.site.build.build_site()` (stage, `mkdocs build --strict`, offline
   check) into build/site/, after building the decks' HTML into build/slides/ if none is there,
   so the site carries at least one deck.
-- `chromium`: the path of a local Chromium for playwright (`CHROME_PATH`, else `chromium`,
-  `chromium-browser`, `google-chrome` on PATH, else Chromium or Chrome in macOS's /Applications).
-  playwright's own browser download is never used.
+- `chromium`: the path of a local Chromium for playwright, found as the PDF slides find theirs
+  (`mlsys.slides.find_chromium`: `CHROME_PATH`, else a known name on PATH, else Debian's or
+  macOS's install location). playwright's own browser download is never used.
 
 The site needs `npm ci` (MathJax and marp-cli from package-lock.json); the browser check needs a
 Chromium. Either missing fails the tests when CI is set and skips them otherwise, saying how to
@@ -14,9 +14,7 @@ get it.
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,14 +24,10 @@ import pytest
 from mlsys.config import in_ci, repo_root
 from mlsys.site.build import SiteReport, build_site
 from mlsys.site.stage import default_layout
+from mlsys.slides import find_chromium
 
 ROOT = repo_root()
 SCREENSHOTS = ROOT / "build" / "artifacts" / "screenshots"
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-MACOS_APPS = (
-    Path("/Applications/Chromium.app/Contents/MacOS/Chromium"),
-    Path("/Applications/Google Chrome.app/Contents/MacOS/Google Chrome"),
-)
 CHROMIUM_HOWTO = (
     "install one (Debian/Ubuntu: sudo apt-get install -y --no-install-recommends chromium; "
     "macOS: brew install --cask chromium) or set CHROME_PATH to a Chromium/Chrome executable"
@@ -48,15 +42,6 @@ def missing(what: str, how: str) -> None:
     pytest.skip(f"{what}: {how}")
 
 
-def find_chromium() -> str | None:
-    """CHROME_PATH if set (it must exist), else a known Chromium on PATH."""
-    if os.environ.get("CHROME_PATH"):
-        path = os.environ["CHROME_PATH"]
-        return path if Path(path).is_file() and os.access(path, os.X_OK) else None
-    on_path = next((found for name in CHROMIUM_NAMES if (found := shutil.which(name))), None)
-    return on_path or next((str(app) for app in MACOS_APPS if app.is_file()), None)
-
-
 def ensure_decks() -> None:
     """Build the decks' HTML into build/slides/ (no PDF) when none is there."""
     slides = default_layout().slides
@@ -65,12 +50,7 @@ def ensure_decks() -> None:
     marp = ROOT / "node_modules" / ".bin" / "marp"
     if not marp.exists():
         missing("marp-cli (node_modules/.bin/marp)", NPM_HOWTO)
-    if importlib.util.find_spec("mlsys.slides") is not None:
-        cmd = [sys.executable, "-m", "mlsys.slides", "build", "--pdf", "never"]
-    else:  # before the deck builder exists: one deck, plain Marp
-        deck = sorted((ROOT / "01-slides").glob("[0-9][0-9]_*.md"))[0]
-        slides.mkdir(parents=True, exist_ok=True)
-        cmd = [str(marp), "--no-stdin", str(deck), "-o", str(slides / f"{deck.stem}.html")]
+    cmd = [sys.executable, "-m", "mlsys.slides", "build", "--pdf", "never"]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, f"building the decks failed:\n{done.stdout}\n{done.stderr}"
 
@@ -85,10 +65,12 @@ def built_site() -> SiteReport:
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    path = find_chromium()
+    try:
+        path = find_chromium()
+    except FileNotFoundError:  # CHROME_PATH names something that is not an executable file
+        missing(f"a Chromium for the browser check (CHROME_PATH={os.environ.get('CHROME_PATH')} is not an executable file)", CHROMIUM_HOWTO)
     if path is None:
-        where = f"CHROME_PATH={os.environ['CHROME_PATH']} is not an executable file" if os.environ.get("CHROME_PATH") else "no Chromium found"
-        missing(f"a Chromium for the browser check ({where})", CHROMIUM_HOWTO)
+        missing("a Chromium for the browser check (no Chromium found)", CHROMIUM_HOWTO)
     return path
 
 
