@@ -182,5 +182,13 @@ def test_the_decks_render(browser_page, site_url: str, screenshots: Path, built_
             }"""
         )
         assert all(width > 0 for width in images), f"{path}: a figure did not decode: {images}"
+        # a slide's content taller than the slide is clipped in the room: the last lines or a plot's
+        # axis vanish (a slide of lesson 09 once lost half its figure this way)
+        overflowing = page.evaluate(
+            """() => Array.from(document.querySelectorAll('section'))
+                .map(s => [Number(s.id) || s.id, s.scrollHeight - s.clientHeight, (s.querySelector('h1, h2') || {}).textContent])
+                .filter(([, over]) => over > 1)"""
+        )
+        assert overflowing == [], f"{path}: slides whose content runs off the slide ([slide, pixels, title]): {overflowing}"
         page.screenshot(path=str(screenshots / f"deck-{deck.stem}.png"))
         assert_clean(traffic, path)
