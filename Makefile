@@ -12,6 +12,7 @@ UV_VERSION := 0.13.9
 MODE ?= fast
 PYTEST_ARGS ?=
 SERVE_PORT ?= 8000
+PORTABLE := build/portable
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 # uv builds .venv with an installed Python that requires-python admits (3.11–3.14): .venv's own,
@@ -53,8 +54,12 @@ run: install  ## execute every notebook with papermill (MODE=fast|full) and prin
 test: install  ## unit, data and model tests, then nbval on the committed notebooks
 	$(VENV)/bin/pytest tests 02-notebooks $(NBVAL) $(PYTEST_ARGS)
 
-test-portable: install  ## nbval again under other BLAS kernels (x86-64), as on another student's CPU
-	OPENBLAS_CORETYPE=Prescott $(VENV)/bin/pytest 02-notebooks $(NBVAL) $(PYTEST_ARGS)
+# A fresh clone of HEAD in build/portable with its own stores (MLSYS_HOME): another student's
+# machine, and it can run beside `make test` (as .ci/run does) without sharing a store.
+test-portable: install  ## nbval under other BLAS kernels (x86-64) in a fresh clone of HEAD, as on another student's CPU
+	@git diff --quiet HEAD || echo "test-portable: checks the last commit; uncommitted changes are not in the clone"
+	rm -rf $(PORTABLE) && git clone -q . $(PORTABLE)
+	cd $(PORTABLE) && MLSYS_HOME="$$PWD" OPENBLAS_CORETYPE=Prescott $(CURDIR)/$(VENV)/bin/pytest 02-notebooks $(NBVAL) $(PYTEST_ARGS)
 
 test-code: install  ## the tests without the notebooks (quick)
 	$(VENV)/bin/pytest tests $(PYTEST_ARGS)
