@@ -52,7 +52,7 @@ def store_on(backend: str, tmp: Path, retention: int | None = None) -> Iterator[
     finally:
         store.clear()
         assert not list(conn.scan_iter(match=f"{store.prefix}*")), "the test left keys behind"
-        conn.close()
+        connection.close(conn)
 
 
 @pytest.fixture()

