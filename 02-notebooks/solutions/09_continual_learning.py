@@ -8,7 +8,7 @@ and checks its answer.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -82,3 +82,44 @@ def exercise_3(decisions: pd.DataFrame, thresholds: Mapping[str, float], ratios:
         last = result.timeline.iloc[-1]
         rows.append({"max_cost_ratio": max_ratio, "decision": result.decision, "last share": last["share"], "last cost ratio": last["cost ratio"], "checks": len(result.timeline)})
     return pd.DataFrame(rows).set_index("max_cost_ratio")
+
+
+def exercise_4(
+    decisions: pd.DataFrame,
+    frame: pd.DataFrame,
+    score: Callable[[pd.DataFrame], np.ndarray],
+    thresholds: Mapping[str, float],
+    groups: Mapping[str, Sequence[str]],
+    clock: pd.Timestamp | None = None,
+    **canary: object,
+) -> pd.DataFrame:
+    """For each group of features blanked (a feed that broke), the challenger's canary and its month in hindsight.
+
+    `frame` holds the flights of `decisions` with their features (`flight_id` and the model inputs);
+    `score(rows)` is the challenger's P(late) for rows of it. Each group's columns are set missing,
+    the challenger rescored, its `p_challenger` replaced (matched by flight), and section 7's canary
+    and shadow comparison run again. A breakage that raises the share flagged is caught at the first
+    check, without outcomes; the flag guard is one-sided, so one that lowers it waits for the cost
+    guard; one that changes little may rightly pass: the guards judge decisions, not inputs.
+    """
+    rows = []
+    for name, columns in groups.items():
+        broken = frame.assign(**{c: np.nan for c in columns})
+        p = pd.Series(np.asarray(score(broken), dtype="float64"), index=frame["flight_id"].to_numpy())
+        table = decisions.assign(p_challenger=decisions[rollout.KEY].map(p).to_numpy())
+        result = rollout.canary(table, thresholds, **canary)
+        first, last = result.timeline.iloc[0], result.timeline.iloc[-1]
+        month = rollout.shadow(table, thresholds, clock=clock)
+        rows.append(
+            {
+                "group": name,
+                "features blanked": len(columns),
+                "first flag ratio": first["flag ratio"],
+                "decision": result.decision,
+                "ended by": last["action"],
+                "ended on": result.timeline.index[-1],
+                "share flagged": month.loc["challenger", "share flagged"],
+                "month cost ratio": month.loc["challenger", "cost per flight"] / month.loc["champion", "cost per flight"],
+            }
+        )
+    return pd.DataFrame(rows).set_index("group")
